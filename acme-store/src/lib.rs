@@ -1,0 +1,1 @@
+//! `acme-store`: see the crate README. (Skeleton: the first code lands with its issue.)

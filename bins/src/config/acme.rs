@@ -1,0 +1,1 @@
+//! `[acme]` section: resolvers and wanted certificates (filled in by the acme-issuer issue).

@@ -1,0 +1,1 @@
+//! `[speaker]` section: VIP failover (filled in by the vip-failover issue).

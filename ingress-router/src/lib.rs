@@ -1,0 +1,1 @@
+//! `ingress-router`: see the crate README. (Skeleton: the first code lands with its issue.)

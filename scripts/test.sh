@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole Fairway test suite, on a fresh Debian machine (run as root: it installs the system
+# packages the tests use). CI runs exactly this; so can you.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fairway-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+
+# System packages the tests and benches drive for real: openssl s_client (TLS tests), Pebble (ACME),
+# iproute2/ping/tcpdump (network-namespace VIP tests), and the peers of the side-by-side benches.
+PACKAGES=(openssl ca-certificates pebble iproute2 iputils-ping tcpdump procps nginx-light haproxy wrk
+  nghttp2-client keepalived lego)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: missing Debian packages (${missing[*]}); run as root or install them" >&2
+    exit 2
+  fi
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+step() { echo; echo "== $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "cargo package (library crates)"
+cargo package --locked --no-verify -q \
+  -p acme-store -p ingress-router -p tls-acceptor -p ingress-proxy -p vip-failover
+
+echo
+echo "== all checks passed"

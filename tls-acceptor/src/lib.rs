@@ -1,0 +1,1 @@
+//! `tls-acceptor`: see the crate README. (Skeleton: the first code lands with its issue.)
