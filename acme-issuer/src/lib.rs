@@ -1,0 +1,1 @@
+//! `acme-issuer`: leader-gated ACME issuance for Fairway (see the crate README).
