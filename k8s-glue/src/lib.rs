@@ -1,0 +1,1 @@
+//! Kubernetes glue for Fairway (work in progress).

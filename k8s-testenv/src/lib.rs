@@ -1,0 +1,1 @@
+//! Real etcd + kube-apiserver for tests (work in progress).
