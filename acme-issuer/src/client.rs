@@ -141,15 +141,14 @@ impl HttpClient for AcmeHttp {
                 Ok(Err(e)) => return Err(instant_acme::Error::Other(Box::new(e))),
                 Ok(Ok(rsp)) => rsp,
             };
-            if rsp.status().is_client_error() || rsp.status().is_server_error() {
-                if let Some(at) = rsp
+            if (rsp.status().is_client_error() || rsp.status().is_server_error())
+                && let Some(at) = rsp
                     .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()))
-                {
-                    let _ = RETRY_AFTER.try_with(|slot| slot.set(Some(at)));
-                }
+            {
+                let _ = RETRY_AFTER.try_with(|slot| slot.set(Some(at)));
             }
             Ok(BytesResponse::from(rsp))
         })

@@ -402,13 +402,13 @@ impl Worker {
                 let budget = self.budgets.entry(resolver.clone()).or_insert_with(|| {
                     OrderBudget::new(self.options.budget_limit, self.options.budget_window)
                 });
-                if job.pending.is_none() {
-                    if let Err(at) = budget.try_take(Instant::now()) {
-                        budget_blocked = true;
-                        let delay = at.saturating_duration_since(Instant::now());
-                        wake = wake.min(SystemTime::now() + delay);
-                        break;
-                    }
+                if job.pending.is_none()
+                    && let Err(at) = budget.try_take(Instant::now())
+                {
+                    budget_blocked = true;
+                    let delay = at.saturating_duration_since(Instant::now());
+                    wake = wake.min(SystemTime::now() + delay);
+                    break;
                 }
                 let account = match self.account(&resolver, epoch).await {
                     Ok(a) => a,
@@ -498,10 +498,10 @@ impl Worker {
 
     /// The resolver's account for this term (loaded or created once per term).
     async fn account(&mut self, resolver: &str, epoch: u64) -> Result<Account, Error> {
-        if let Some((e, a)) = self.accounts.get(resolver) {
-            if *e == epoch {
-                return Ok(a.clone());
-            }
+        if let Some((e, a)) = self.accounts.get(resolver)
+            && *e == epoch
+        {
+            return Ok(a.clone());
         }
         let s = &self.resolvers[resolver];
         let (result, retry_after) = capture_retry_after(account::load_or_create(
@@ -534,10 +534,11 @@ impl Worker {
                 continue;
             };
             let key: CertKey = (w.resolver.clone(), w.domains.clone());
-            if let Some(entry) = self.ari.get(&key) {
-                if entry.serial == best.serial_hex && entry.next_fetch > now {
-                    continue;
-                }
+            if let Some(entry) = self.ari.get(&key)
+                && entry.serial == best.serial_hex
+                && entry.next_fetch > now
+            {
+                continue;
             }
             if !leadership.borrow().is_leader {
                 return;
