@@ -1,0 +1,419 @@
+//! The `acme.json` file store: locked read-modify-write, atomic replacement, 0600, and a watch
+//! that picks up other processes' changes (Traefik never re-reads, #8248).
+//!
+//! Every update takes an exclusive `flock` on `<file>.lock` (a separate file, because the store
+//! itself is replaced by `rename` and a lock on a replaced inode protects nothing), re-reads the
+//! store under the lock, applies the change, writes a temporary file in the same directory,
+//! fsyncs it, renames it over the store and fsyncs the directory. A crash at any moment leaves
+//! either the old or the new complete file (#4451, #10984). Readers never take the lock.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::document::{AcmeDocument, Format};
+use crate::error::Error;
+use crate::snapshot::{Publisher, Snapshot};
+use crate::store::{CertStore, UpdateFn};
+
+/// How a [`FileStore`] treats its file.
+#[derive(Clone, Debug)]
+pub struct FileStoreOptions {
+    /// Accept a store file readable or writable by group or others (e.g. a PVC with `fsGroup`
+    /// giving 0660). Off by default, like Traefik.
+    pub allow_insecure_permissions: bool,
+    /// Watch the file and publish a snapshot when another process changes it.
+    pub watch: bool,
+    /// How often the watch also checks the file's metadata, in case inotify events are missed
+    /// (network file systems, some container overlays). Costs one `stat` per interval.
+    pub poll_interval: Duration,
+}
+
+impl Default for FileStoreOptions {
+    fn default() -> Self {
+        FileStoreOptions {
+            allow_insecure_permissions: false,
+            watch: true,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Identity of the file content last seen, to skip re-reading unchanged files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Seen {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    hash: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    lock_path: PathBuf,
+    options: FileStoreOptions,
+    publisher: Publisher,
+    /// Serialises updates and reloads inside this process (the flock serialises processes).
+    state: Mutex<Option<Seen>>,
+}
+
+/// A [`CertStore`] over a Traefik-compatible `acme.json` file.
+pub struct FileStore {
+    inner: Arc<Inner>,
+    watch: Option<Watch>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.inner.path)
+            .field("watching", &self.watch.is_some())
+            .finish()
+    }
+}
+
+impl FileStore {
+    /// Opens the store at `path`. A missing file is an empty store (it is created, 0600, on the
+    /// first update); an empty file too. Corrupt JSON is an error naming line and column.
+    pub fn open(path: impl Into<PathBuf>, options: FileStoreOptions) -> Result<Self, Error> {
+        let path = path.into();
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        let (doc, seen) = match read_file(&path, options.allow_insecure_permissions)? {
+            Some((bytes, seen)) => (parse(&path, &bytes)?, Some(seen)),
+            None => (AcmeDocument::default(), None),
+        };
+        let inner = Arc::new(Inner {
+            path,
+            lock_path,
+            publisher: Publisher::new(doc),
+            state: Mutex::new(seen),
+            options,
+        });
+        let watch = if inner.options.watch {
+            Some(Watch::start(&inner)?)
+        } else {
+            None
+        };
+        Ok(FileStore { inner, watch })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Re-reads the file now and publishes a snapshot if it changed. The watch does this on its
+    /// own; this is for callers that want to be sure (tests, `SIGHUP` handlers).
+    pub fn reload(&self) -> Result<Option<Arc<Snapshot>>, Error> {
+        self.inner.reload()
+    }
+}
+
+impl CertStore for FileStore {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.publisher.load()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.inner.publisher.subscribe()
+    }
+
+    fn update(&self, f: &mut UpdateFn<'_>) -> Result<Arc<Snapshot>, Error> {
+        self.inner.update(f)
+    }
+}
+
+impl Inner {
+    fn update(&self, f: &mut UpdateFn<'_>) -> Result<Arc<Snapshot>, Error> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&self.lock_path)
+            .map_err(|e| Error::io(&self.lock_path, "open lock file", e))?;
+        lock.lock()
+            .map_err(|e| Error::io(&self.lock_path, "lock", e))?;
+
+        // Re-read under the lock: another process may have written since we last looked.
+        let current = read_file(&self.path, self.options.allow_insecure_permissions)?;
+        let mut doc = match &current {
+            Some((bytes, _)) => parse(&self.path, bytes)?,
+            None => AcmeDocument::default(),
+        };
+        if doc.format == Format::Legacy {
+            return Err(Error::ReadOnlyLegacy {
+                path: self.path.clone(),
+            });
+        }
+        let before = doc.clone();
+        f(&mut doc)?;
+        let current_seen = current.as_ref().map(|(_, s)| *s);
+        let changed_outside = current_seen.map(|s| s.hash) != state.map(|s| s.hash);
+        if doc == before {
+            if changed_outside {
+                *state = current_seen;
+                return Ok(self.publisher.publish(doc));
+            }
+            return Ok(self.publisher.load());
+        }
+        let text = doc.to_json().map_err(|source| Error::Format {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mode = match fs::metadata(&self.path) {
+            Ok(m) if self.options.allow_insecure_permissions => m.permissions().mode() & 0o777,
+            _ => 0o600,
+        };
+        remove_stale_temps(&self.path);
+        write_atomic(&self.path, text.as_bytes(), mode)?;
+        *state = Some(stat(&self.path, text.as_bytes())?);
+        let snap = self.publisher.publish(doc);
+        drop(lock);
+        Ok(snap)
+    }
+
+    fn reload(&self) -> Result<Option<Arc<Snapshot>>, Error> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(seen), Ok(meta)) = (*state, fs::metadata(&self.path))
+            && seen.dev == meta.dev()
+            && seen.ino == meta.ino()
+            && seen.len == meta.len()
+            && seen.mtime_ns == mtime_ns(&meta)
+        {
+            return Ok(None);
+        }
+        let Some((bytes, seen)) = read_file(&self.path, self.options.allow_insecure_permissions)?
+        else {
+            // Deleted: keep serving what we have; the next update recreates the file.
+            return Ok(None);
+        };
+        if state.map(|s| s.hash) == Some(seen.hash) {
+            *state = Some(seen);
+            return Ok(None);
+        }
+        // Remember the content even if it does not parse, so a corrupt file is reported once.
+        *state = Some(seen);
+        let doc = parse(&self.path, &bytes)?;
+        Ok(Some(self.publisher.publish(doc)))
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<AcmeDocument, Error> {
+    AcmeDocument::parse(bytes).map_err(|source| Error::Format {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn stat(path: &Path, bytes: &[u8]) -> Result<Seen, Error> {
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    Ok(Seen {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+        hash: hash_bytes(bytes),
+    })
+}
+
+/// Checks the mode of an existing store file: Traefik's rule (`perm & 0o077 != 0` is refused).
+pub fn check_permissions(path: &Path, meta: &fs::Metadata) -> Result<(), Error> {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::InsecurePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the file and its identity; `None` if it does not exist.
+fn read_file(path: &Path, allow_insecure: bool) -> Result<Option<(Vec<u8>, Seen)>, Error> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if !allow_insecure {
+        check_permissions(path, &meta)?;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| Error::io(path, "read", e))?;
+    let seen = Seen {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+        hash: hash_bytes(&bytes),
+    };
+    Ok(Some((bytes, seen)))
+}
+
+fn temp_prefix(path: &Path) -> String {
+    format!(
+        ".{}.tmp.",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes temporary files left by writers that died mid-write. Called under the lock, when no
+/// other writer can be between creating and renaming its temporary file.
+fn remove_stale_temps(path: &Path) {
+    let prefix = temp_prefix(path);
+    if let Ok(dir) = fs::read_dir(parent_dir(path)) {
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably: temp file in the same directory (created
+/// with `mode`), fsync, rename over `path`, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = parent_dir(path);
+    let tmp = dir.join(format!(
+        "{}{}.{}",
+        temp_prefix(path),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, "create temporary file", e))?;
+        // The umask may have masked bits off `mode`; an opted-in wider mode is set explicitly.
+        if mode != 0o600 {
+            f.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(&tmp, "chmod", e))?;
+        }
+        f.write_all(bytes)
+            .map_err(|e| Error::io(&tmp, "write", e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, "fsync", e))?;
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename temporary file into place", e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "fsync directory", e))
+}
+
+enum Msg {
+    Changed,
+}
+
+/// The background watch: inotify (via `notify`) on the directory, plus a metadata poll.
+struct Watch {
+    watcher: Option<notify::RecommendedWatcher>,
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watch {
+    fn start(inner: &Arc<Inner>) -> Result<Self, Error> {
+        use notify::Watcher as _;
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let file_name = inner.path.file_name().map(|n| n.to_owned());
+        let event_tx = tx.clone();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && ev
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == file_name.as_deref())
+            {
+                let _ = event_tx.send(Msg::Changed);
+            }
+        })
+        .map_err(|e| Error::Watch {
+            path: inner.path.clone(),
+            message: e.to_string(),
+        })?;
+        watcher
+            .watch(parent_dir(&inner.path), notify::RecursiveMode::NonRecursive)
+            .map_err(|e| Error::Watch {
+                path: inner.path.clone(),
+                message: e.to_string(),
+            })?;
+        let path_for_error = inner.path.clone();
+        let inner = Arc::clone(inner);
+        let poll = inner.options.poll_interval;
+        let thread = std::thread::Builder::new()
+            .name("acme-store-watch".into())
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(poll) {
+                        Ok(Msg::Changed) => {
+                            // Coalesce a burst of events (create, write, rename) into one reload.
+                            while let Ok(Msg::Changed) = rx.recv_timeout(Duration::from_millis(20)) {}
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if let Err(e) = inner.reload() {
+                        tracing::warn!(error = %e, "acme store changed on disk but cannot be loaded; keeping the previous certificates");
+                    }
+                }
+            })
+            .map_err(|e| Error::io(path_for_error, "spawn watch thread", e))?;
+        Ok(Watch {
+            watcher: Some(watcher),
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Dropping both senders disconnects the channel, which ends the thread.
+        self.watcher.take();
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Reading and writing every generation of Traefik's `acme.json`.
+//!
+//! Reading follows Go's `encoding/json`: keys match case-insensitively, an empty file is an
+//! empty store, `[]byte` fields are base64 (kept as text here). The generation is detected from
+//! the *shape* of the values, not from key names alone, because a resolver may be called
+//! `Account` (kereis/traefik-certs-dumper#74 is what happens otherwise).
+//!
+//! Writing reproduces `json.MarshalIndent(data, "", "  ")` byte for byte: struct fields in Go
+//! declaration order, map keys sorted, `null` for nil, HTML-safe escapes, no trailing newline.
+//! Unknown fields, which Go would drop, are written after the known ones.
+
+mod decode;
+pub mod json;
+mod legacy;
+mod v1;
+mod v2;
+
+use crate::document::{AcmeDocument, DEFAULT_STORE, Format, V1_RESOLVER};
+use crate::error::FormatError;
+use json::Value;
+
+pub(crate) use decode::fold_eq;
+
+/// Parses an `acme.json` of any generation. An empty (or all-whitespace) input, `{}` and `null`
+/// are an empty v2 store.
+pub fn parse(bytes: &[u8]) -> Result<AcmeDocument, FormatError> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.trim().is_empty() {
+        return Ok(AcmeDocument::default());
+    }
+    let value = json::parse(&text).map_err(|e| FormatError::Syntax {
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    let members = match value {
+        Value::Null => return Ok(AcmeDocument::default()),
+        Value::Object(members) => members,
+        other => {
+            return Err(FormatError::Schema {
+                field: "(top level)".into(),
+                message: format!("expected an object, found {}", other.kind()),
+            });
+        }
+    };
+    match detect(&members) {
+        Format::Legacy => legacy::read(members),
+        Format::V1 => v1::read(members),
+        Format::V2 => v2::read(members),
+    }
+}
+
+/// Detects the generation of a top-level object by the shape of its values.
+pub fn detect(members: &[(String, Value)]) -> Format {
+    let legacy = members.iter().any(|(k, v)| {
+        (fold_eq(k, "DomainsCertificate") && matches!(v, Value::Object(_)))
+            || (fold_eq(k, "Email") && matches!(v, Value::String(_)))
+            || (fold_eq(k, "PrivateKey") && matches!(v, Value::String(_)))
+    });
+    if legacy {
+        return Format::Legacy;
+    }
+    let v1 = members.iter().any(|(k, v)| {
+        (fold_eq(k, "Certificates") && matches!(v, Value::Array(_)))
+            || (fold_eq(k, "Account") && looks_like_account(v))
+            || (fold_eq(k, "HTTPChallenges") && matches!(v, Value::Null))
+    });
+    if v1 { Format::V1 } else { Format::V2 }
+}
+
+/// An account object (`Email`, `Registration`, ...) as opposed to a resolver's `StoredData`
+/// (`Account`, `Certificates`) that happens to be keyed `Account`.
+fn looks_like_account(v: &Value) -> bool {
+    let Some(members) = v.as_object() else {
+        return false;
+    };
+    let resolver_keys = members
+        .iter()
+        .any(|(k, _)| fold_eq(k, "Account") || fold_eq(k, "Certificates"));
+    let account_keys = members.iter().any(|(k, _)| {
+        ["Email", "Registration", "PrivateKey", "KeyType"]
+            .iter()
+            .any(|n| fold_eq(k, n))
+    });
+    account_keys && !resolver_keys
+}
+
+/// Writes the document in its own generation (see [`AcmeDocument::format`]).
+pub fn write(doc: &AcmeDocument) -> Result<String, FormatError> {
+    match doc.format {
+        Format::V2 => Ok(v2::write(doc)),
+        Format::V1 => v1::write(doc),
+        Format::Legacy => Err(FormatError::Unwritable(
+            "legacy (Traefik <= 1.5) documents are read-only; migrate them first".into(),
+        )),
+    }
+}
+
+impl AcmeDocument {
+    /// Parses any generation; see [`parse`].
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        parse(bytes)
+    }
+
+    /// Serialises in the document's own generation, as Go would; see [`write`].
+    pub fn to_json(&self) -> Result<String, FormatError> {
+        write(self)
+    }
+
+    /// Converts a v1 or legacy document to v2 the way `traefik-migration-tool acme` does: the
+    /// single resolver is renamed `resolver`, every certificate gets `Store: "default"`, and the
+    /// v1 challenge maps (transient by nature) are dropped. Unknown top-level v1 fields move into
+    /// the resolver so nothing else is lost. A v2 document is returned unchanged.
+    pub fn migrate_to_v2(mut self, resolver: &str) -> Self {
+        if self.format == Format::V2 {
+            return self;
+        }
+        let mut data = self.resolvers.remove(V1_RESOLVER).unwrap_or_default();
+        for cert in &mut data.certificates {
+            if cert.store.is_empty() {
+                cert.store = DEFAULT_STORE.to_owned();
+            }
+        }
+        data.extra.append(&mut self.v1.extra);
+        let mut out = AcmeDocument::default();
+        out.resolvers.insert(resolver.to_owned(), data);
+        out
+    }
+}
