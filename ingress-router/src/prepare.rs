@@ -1,0 +1,320 @@
+//! Validation and precedence: turns route specifications into routes sorted by the order in which
+//! they win. Both the compiled table and the reference matcher are built from this, so they agree
+//! on *what* wins by construction of the order, and the tests check that they agree on *whether*
+//! each route matches.
+//!
+//! The precedence model (documented in the crate docs):
+//! 1. **File (Traefik-rule) routes** first: highest `priority` wins; ties go to the
+//!    lexicographically smaller router name (Traefik leaves ties undefined).
+//! 2. **Ingress rule paths**, following the Kubernetes spec: the request's virtual host is chosen
+//!    first (precise host, else one-label wildcard, else host-less rules) and a host that has
+//!    rules never falls through to less specific ones; within it the longest path as written
+//!    wins, `Exact` before `Prefix` at equal length, then the oldest Ingress, then
+//!    `namespace/name`, then rule and path index.
+//! 3. **Ingress `defaultBackend`s**: the oldest (then `namespace/name`) catches the rest.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::HashMap;
+
+use crate::error::RouterError;
+use crate::eval::{Compiled, HostPat};
+use crate::route::{
+    FileRoute, IngressMatch, IngressOrigin, IngressRoute, PathType, RouteInfo, RouteSource, Warning,
+};
+use crate::rule::Rule;
+
+/// A route's backend and description.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry<B> {
+    pub(crate) info: RouteInfo,
+    pub(crate) backend: B,
+}
+
+/// A file route in rank order.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedFile {
+    pub(crate) entry: u32,
+    pub(crate) rule: Rule,
+    pub(crate) compiled: Compiled,
+    pub(crate) priority: i64,
+}
+
+/// An Ingress rule path in precedence order.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedPath {
+    pub(crate) entry: u32,
+    pub(crate) host: HostPat,
+    pub(crate) exact: bool,
+    /// The path as written (`/` for an empty ImplementationSpecific path).
+    pub(crate) written: String,
+    /// For prefixes: the written path minus one trailing `/` (empty = everything).
+    pub(crate) prefix: String,
+}
+
+impl PreparedPath {
+    /// The spec's path test (reference form, used by the reference matcher and `explain`).
+    pub(crate) fn path_matches(&self, path: &str) -> bool {
+        if self.exact {
+            return path == self.written;
+        }
+        let p = self.prefix.as_str();
+        p.is_empty()
+            || path == p
+            || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+    }
+}
+
+/// Everything a table is made of, in precedence order.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared<B> {
+    pub(crate) entries: Vec<Entry<B>>,
+    pub(crate) file: Vec<PreparedFile>,
+    pub(crate) paths: Vec<PreparedPath>,
+    pub(crate) defaults: Vec<u32>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+type AgeKey<'a> = (bool, Option<k8s_openapi::jiff::Timestamp>, &'a str, &'a str);
+
+fn age(o: &IngressOrigin) -> AgeKey<'_> {
+    (o.created.is_none(), o.created, &o.namespace, &o.name)
+}
+
+fn describe_path(host: &HostPat, path_type: PathType, written: &str) -> String {
+    let kind = match path_type {
+        PathType::ImplementationSpecific => "ImplementationSpecific (as Prefix)".to_owned(),
+        other => other.to_string(),
+    };
+    format!("host {host}, path `{written}` {kind}")
+}
+
+impl<B> Prepared<B> {
+    pub(crate) fn new(
+        file_routes: Vec<FileRoute<B>>,
+        ingress_routes: Vec<IngressRoute<B>>,
+    ) -> Result<Prepared<B>, RouterError> {
+        if file_routes.len() + ingress_routes.len() >= u32::MAX as usize {
+            return Err(RouterError::Router {
+                router: String::new(),
+                message: "too many routes (at most 2^32 - 1)".into(),
+            });
+        }
+        let mut entries = Vec::with_capacity(file_routes.len() + ingress_routes.len());
+        let mut warnings = Vec::new();
+
+        // 1. File routes, ranked by (priority desc, name, insertion order).
+        let mut names: HashMap<String, ()> = HashMap::with_capacity(file_routes.len());
+        let mut file = Vec::with_capacity(file_routes.len());
+        let mut file_keys = Vec::with_capacity(file_routes.len());
+        for route in file_routes {
+            if names.insert(route.name.clone(), ()).is_some() {
+                return Err(RouterError::Router {
+                    router: route.name,
+                    message: "duplicate router name".into(),
+                });
+            }
+            let compiled = Compiled::new(&route.rule).map_err(|e| RouterError::Router {
+                router: route.name.clone(),
+                message: e.to_string(),
+            })?;
+            let entry = entries.len() as u32;
+            file_keys.push((Reverse(route.priority), route.name.clone()));
+            entries.push(Entry {
+                info: RouteInfo {
+                    source: RouteSource::File { router: route.name },
+                    rule: route.rule_text,
+                    priority: Some(route.priority),
+                },
+                backend: route.backend,
+            });
+            file.push(PreparedFile {
+                entry,
+                rule: route.rule,
+                compiled,
+                priority: route.priority,
+            });
+        }
+        let mut order: Vec<usize> = (0..file.len()).collect();
+        order.sort_by(|&a, &b| file_keys[a].cmp(&file_keys[b]).then(a.cmp(&b)));
+        let file = permute(file, &order);
+
+        // 2. Ingress paths and default backends.
+        struct PathKey {
+            len: usize,
+            exact: bool,
+            origin: IngressOrigin,
+            rule_index: usize,
+            path_index: usize,
+            path_type: PathType,
+        }
+        let mut paths = Vec::new();
+        let mut path_keys: Vec<PathKey> = Vec::new();
+        let mut defaults: Vec<(u32, IngressOrigin)> = Vec::new();
+        for route in ingress_routes {
+            let IngressRoute {
+                origin,
+                matcher,
+                backend,
+            } = route;
+            let entry = entries.len() as u32;
+            match matcher {
+                IngressMatch::DefaultBackend => {
+                    entries.push(Entry {
+                        info: RouteInfo {
+                            source: RouteSource::IngressDefaultBackend {
+                                namespace: origin.namespace.clone(),
+                                name: origin.name.clone(),
+                            },
+                            rule: "defaultBackend".into(),
+                            priority: None,
+                        },
+                        backend,
+                    });
+                    defaults.push((entry, origin));
+                }
+                IngressMatch::Path {
+                    rule_index,
+                    path_index,
+                    host,
+                    path_type,
+                    path,
+                } => {
+                    let source = RouteSource::Ingress {
+                        namespace: origin.namespace.clone(),
+                        name: origin.name.clone(),
+                        rule_index,
+                        path_index,
+                    };
+                    let raw_host = host.unwrap_or_default();
+                    let Some(host) = HostPat::parse(&raw_host).filter(|h| {
+                        // A lone `*` is not a valid Ingress host (only `*.suffix`).
+                        !matches!(h, HostPat::Any) || raw_host.trim().is_empty()
+                    }) else {
+                        warnings.push(Warning {
+                            subject: source.to_string(),
+                            message: format!("invalid host `{raw_host}` (a wildcard must be a whole first label, `*.example.com`); path skipped"),
+                        });
+                        continue;
+                    };
+                    let written =
+                        if path.is_empty() && path_type == PathType::ImplementationSpecific {
+                            "/".to_owned()
+                        } else {
+                            path
+                        };
+                    if !written.starts_with('/') {
+                        warnings.push(Warning {
+                            subject: source.to_string(),
+                            message: format!(
+                                "path `{written}` does not start with `/`; path skipped"
+                            ),
+                        });
+                        continue;
+                    }
+                    let exact = path_type.is_exact();
+                    let prefix = written.strip_suffix('/').unwrap_or(&written).to_owned();
+                    entries.push(Entry {
+                        info: RouteInfo {
+                            source,
+                            rule: describe_path(&host, path_type, &written),
+                            priority: None,
+                        },
+                        backend,
+                    });
+                    path_keys.push(PathKey {
+                        len: written.len(),
+                        exact,
+                        origin,
+                        rule_index,
+                        path_index,
+                        path_type,
+                    });
+                    paths.push(PreparedPath {
+                        entry,
+                        host,
+                        exact,
+                        written,
+                        prefix,
+                    });
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..paths.len()).collect();
+        let cmp_keys = |a: &PathKey, b: &PathKey| -> Ordering {
+            (
+                Reverse(a.len),
+                !a.exact,
+                age(&a.origin),
+                a.rule_index,
+                a.path_index,
+            )
+                .cmp(&(
+                    Reverse(b.len),
+                    !b.exact,
+                    age(&b.origin),
+                    b.rule_index,
+                    b.path_index,
+                ))
+        };
+        order.sort_by(|&a, &b| cmp_keys(&path_keys[a], &path_keys[b]));
+        // Collisions: the same (host, pathType, path) more than once; the first in order wins.
+        let mut seen: HashMap<(&HostPat, bool, &str), usize> = HashMap::new();
+        for &i in &order {
+            let p = &paths[i];
+            let exact = path_keys[i].path_type.is_exact();
+            if let Some(&winner) = seen.get(&(&p.host, exact, p.written.as_str())) {
+                let w = &path_keys[winner];
+                let l = &path_keys[i];
+                let why =
+                    if w.origin.namespace == l.origin.namespace && w.origin.name == l.origin.name {
+                        "listed earlier in the same Ingress".to_owned()
+                    } else if w.origin.created != l.origin.created {
+                        "older creationTimestamp".to_owned()
+                    } else {
+                        "same age; namespace/name sorts first".to_owned()
+                    };
+                warnings.push(Warning {
+                    subject: entries[p.entry as usize].info.source.to_string(),
+                    message: format!(
+                        "{} collides with {} and loses ({why})",
+                        entries[p.entry as usize].info.rule,
+                        entries[paths[winner].entry as usize].info.source
+                    ),
+                });
+            } else {
+                seen.insert((&p.host, exact, p.written.as_str()), i);
+            }
+        }
+        drop(seen);
+        let paths = permute(paths, &order);
+
+        defaults.sort_by(|a, b| age(&a.1).cmp(&age(&b.1)).then(a.0.cmp(&b.0)));
+        if let Some((winner, _)) = defaults.first() {
+            for (loser, _) in defaults.iter().skip(1) {
+                warnings.push(Warning {
+                    subject: entries[*loser as usize].info.source.to_string(),
+                    message: format!(
+                        "collides with {} (only one defaultBackend serves; the oldest wins)",
+                        entries[*winner as usize].info.source
+                    ),
+                });
+            }
+        }
+        let defaults = defaults.into_iter().map(|(e, _)| e).collect();
+        Ok(Prepared {
+            entries,
+            file,
+            paths,
+            defaults,
+            warnings,
+        })
+    }
+}
+
+fn permute<T>(items: Vec<T>, order: &[usize]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order
+        .iter()
+        .map(|&i| slots[i].take().expect("permutation"))
+        .collect()
+}

@@ -1,0 +1,501 @@
+//! The compiled, immutable route table.
+//!
+//! Layout (see the crate docs for the precedence model it implements):
+//!
+//! * **File (Traefik-rule) routes**, ranked by priority. Every rule whose disjunctive normal form
+//!   is made only of `Host`/`Path`/`PathPrefix` conjunctions (at most one of each per
+//!   conjunction, at most 16 conjunctions) is put into indexes: per host bucket (exact-host map,
+//!   one-label wildcard-suffix map, host-less bucket) an exact-path map and a map of path
+//!   prefixes probed at each distinct prefix length (character-wise, as Traefik). Each index
+//!   answers "the best-ranked rule of mine that matches", so the best of the buckets is the
+//!   best indexed rule. The remaining rules (regexps, headers, methods, queries, client IPs,
+//!   negations) sit in a rank-ordered list that is scanned only while its ranks can still beat
+//!   the indexed candidate. First match by rank is thus preserved exactly.
+//! * **Ingress paths**: exact-host map, wildcard-suffix map and host-less virtual host; per
+//!   virtual host an exact-path map and a segment-wise prefix trie; the best rank along the trie
+//!   walk is the longest path (ties as the spec says).
+//! * **Ingress default backend**: the oldest.
+
+use crate::RouterError;
+use crate::eval::{HostPat, Normalized};
+use crate::explain::{Explanation, explain};
+use crate::hash::FxMap;
+use crate::prepare::Prepared;
+use crate::request::{MAX_HOST, RequestView, normalize_host, split_first_label};
+use crate::route::{FileRoute, IngressRoute, Matched, Warning};
+use crate::rule::{Matcher, Rule};
+use crate::scoped::ScopedMap;
+
+/// "No rank": worse than every real rank.
+const NONE: u32 = u32::MAX;
+/// Largest DNF expansion of one rule that still goes into the indexes.
+const MAX_CONJUNCTIONS: usize = 16;
+
+/// Collects routes and builds a [`Table`].
+#[derive(Debug, Clone)]
+pub struct TableBuilder<B> {
+    file: Vec<FileRoute<B>>,
+    ingress: Vec<IngressRoute<B>>,
+}
+
+impl<B> Default for TableBuilder<B> {
+    fn default() -> Self {
+        TableBuilder {
+            file: Vec::new(),
+            ingress: Vec::new(),
+        }
+    }
+}
+
+impl<B> TableBuilder<B> {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file-provider (Traefik rule) route.
+    pub fn file_route(&mut self, route: FileRoute<B>) -> &mut Self {
+        self.file.push(route);
+        self
+    }
+
+    /// Parses and adds a file-provider route (`priority` `None`/`Some(0)` = rule length).
+    pub fn rule(
+        &mut self,
+        name: impl Into<String>,
+        rule: &str,
+        priority: Option<i64>,
+        backend: B,
+    ) -> Result<&mut Self, RouterError> {
+        self.file
+            .push(FileRoute::new(name, rule, priority, backend)?);
+        Ok(self)
+    }
+
+    /// Adds an Ingress-derived route.
+    pub fn ingress_route(&mut self, route: IngressRoute<B>) -> &mut Self {
+        self.ingress.push(route);
+        self
+    }
+
+    /// Adds many Ingress-derived routes.
+    pub fn ingress_routes(
+        &mut self,
+        routes: impl IntoIterator<Item = IngressRoute<B>>,
+    ) -> &mut Self {
+        self.ingress.extend(routes);
+        self
+    }
+
+    /// Compiles the table. Fails on duplicate router names or uncompilable rules; Ingress
+    /// collisions and skipped paths are [`Table::warnings`].
+    pub fn build(self) -> Result<Table<B>, RouterError> {
+        Table::new(self.file, self.ingress)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FileBucket {
+    /// Best rank of rules with no path condition.
+    all: u32,
+    has_exact: bool,
+    /// Distinct prefix lengths, ascending.
+    prefix_lens: Box<[u32]>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileIndex {
+    exact_hosts: FxMap<Box<str>, u32>,
+    wildcard_hosts: FxMap<Box<str>, u32>,
+    /// Bucket of rules without a host condition (also `Host(`*`)`); `NONE` if there are none.
+    any_host: u32,
+    buckets: Vec<FileBucketBuild>,
+    frozen: Vec<FileBucket>,
+    exact_paths: ScopedMap<u32>,
+    prefixes: ScopedMap<u32>,
+    /// Ranks of the rules that need full evaluation, ascending.
+    linear: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileBucketBuild {
+    all: Option<u32>,
+    has_exact: bool,
+    prefix_lens: Vec<u32>,
+}
+
+/// One conjunction of an indexable rule.
+#[derive(Debug, Clone, Default)]
+struct Conj {
+    host: Option<HostPat>,
+    path: Option<(bool, String)>,
+}
+
+/// DNF of a rule made only of `Host`, `Path`, `PathPrefix`, `&&`, `||`; `None` otherwise.
+fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
+    match rule {
+        Rule::Match(Matcher::Host(h)) => Some(vec![Conj {
+            host: Some(HostPat::parse(h)?),
+            path: None,
+        }]),
+        Rule::Match(Matcher::Path(p)) => Some(vec![Conj {
+            host: None,
+            path: Some((true, p.clone())),
+        }]),
+        Rule::Match(Matcher::PathPrefix(p)) => Some(vec![Conj {
+            host: None,
+            path: Some((false, p.clone())),
+        }]),
+        Rule::Match(_) | Rule::Not(_) => None,
+        Rule::Or(a, b) => {
+            let mut l = dnf(a)?;
+            l.extend(dnf(b)?);
+            (l.len() <= MAX_CONJUNCTIONS).then_some(l)
+        }
+        Rule::And(a, b) => {
+            let (l, r) = (dnf(a)?, dnf(b)?);
+            if l.len() * r.len() > MAX_CONJUNCTIONS {
+                return None;
+            }
+            let mut out = Vec::with_capacity(l.len() * r.len());
+            for x in &l {
+                for y in &r {
+                    if (x.host.is_some() && y.host.is_some())
+                        || (x.path.is_some() && y.path.is_some())
+                    {
+                        return None;
+                    }
+                    out.push(Conj {
+                        host: x.host.clone().or_else(|| y.host.clone()),
+                        path: x.path.clone().or_else(|| y.path.clone()),
+                    });
+                }
+            }
+            Some(out)
+        }
+    }
+}
+
+impl FileIndex {
+    fn bucket(&mut self, host: &HostPat) -> u32 {
+        let next = u32::try_from(self.buckets.len()).expect("fewer than 2^32 buckets");
+        let id = match host {
+            HostPat::Any => {
+                if self.any_host == NONE {
+                    self.any_host = next;
+                }
+                self.any_host
+            }
+            HostPat::Exact(h) => *self.exact_hosts.entry(h.as_str().into()).or_insert(next),
+            HostPat::Wildcard(s) => *self.wildcard_hosts.entry(s.as_str().into()).or_insert(next),
+        };
+        if id == next {
+            self.buckets.push(FileBucketBuild::default());
+        }
+        id
+    }
+
+    fn build<B>(prepared: &Prepared<B>) -> FileIndex {
+        let mut ix = FileIndex {
+            any_host: NONE,
+            ..FileIndex::default()
+        };
+        for (rank, f) in prepared.file.iter().enumerate() {
+            let rank = rank as u32;
+            let Some(conjs) = dnf(&f.rule) else {
+                ix.linear.push(rank);
+                continue;
+            };
+            for c in conjs {
+                let b = ix.bucket(c.host.as_ref().unwrap_or(&HostPat::Any));
+                match c.path {
+                    None => {
+                        let all = &mut ix.buckets[b as usize].all;
+                        *all = Some(all.map_or(rank, |r| r.min(rank)));
+                    }
+                    Some((true, p)) => {
+                        ix.buckets[b as usize].has_exact = true;
+                        let r = ix.exact_paths.get_or_insert_with(b, &p, || rank);
+                        *r = (*r).min(rank);
+                    }
+                    Some((false, p)) => {
+                        let len = u32::try_from(p.len()).unwrap_or(u32::MAX);
+                        let lens = &mut ix.buckets[b as usize].prefix_lens;
+                        if let Err(at) = lens.binary_search(&len) {
+                            lens.insert(at, len);
+                        }
+                        let r = ix.prefixes.get_or_insert_with(b, &p, || rank);
+                        *r = (*r).min(rank);
+                    }
+                }
+            }
+        }
+        ix.frozen = ix
+            .buckets
+            .iter()
+            .map(|b| FileBucket {
+                all: b.all.unwrap_or(NONE),
+                has_exact: b.has_exact,
+                prefix_lens: b.prefix_lens.clone().into_boxed_slice(),
+            })
+            .collect();
+        ix.buckets = Vec::new();
+        ix
+    }
+
+    #[inline]
+    fn bucket_best(&self, id: u32, path: &str, mut best: u32) -> u32 {
+        let b = &self.frozen[id as usize];
+        best = best.min(b.all);
+        if b.has_exact
+            && let Some(&r) = self.exact_paths.get(id, path)
+        {
+            best = best.min(r);
+        }
+        for &len in b.prefix_lens.iter() {
+            let len = len as usize;
+            if len > path.len() {
+                break;
+            }
+            if path.is_char_boundary(len)
+                && let Some(&r) = self.prefixes.get(id, &path[..len])
+            {
+                best = best.min(r);
+            }
+        }
+        best
+    }
+
+    /// Rank of the winning file route.
+    #[inline]
+    fn lookup<B>(&self, prepared: &Prepared<B>, req: &Normalized<'_>) -> u32 {
+        let mut best = NONE;
+        if self.any_host != NONE {
+            best = self.bucket_best(self.any_host, req.path, best);
+        }
+        if let Some(h) = req.host {
+            if let Some(&b) = self.exact_hosts.get(h) {
+                best = self.bucket_best(b, req.path, best);
+            }
+            if !self.wildcard_hosts.is_empty()
+                && let Some((_, rest)) = split_first_label(h)
+                && let Some(&b) = self.wildcard_hosts.get(rest)
+            {
+                best = self.bucket_best(b, req.path, best);
+            }
+        }
+        for &rank in &self.linear {
+            if rank >= best {
+                break;
+            }
+            if prepared.file[rank as usize].compiled.eval(req) {
+                return rank;
+            }
+        }
+        best
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VHost {
+    root: u32,
+    has_exact: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct IngressIndex {
+    exact_hosts: FxMap<Box<str>, u32>,
+    wildcard_hosts: FxMap<Box<str>, u32>,
+    any_host: Option<u32>,
+    vhosts: Vec<VHost>,
+    exact_paths: ScopedMap<u32>,
+    /// Best rank of a Prefix path ending at each trie node.
+    nodes: Vec<u32>,
+    edges: ScopedMap<u32>,
+}
+
+impl IngressIndex {
+    fn vhost(&mut self, host: &HostPat) -> u32 {
+        let next = u32::try_from(self.vhosts.len()).expect("fewer than 2^32 hosts");
+        let id = match host {
+            HostPat::Any => *self.any_host.get_or_insert(next),
+            HostPat::Exact(h) => *self.exact_hosts.entry(h.as_str().into()).or_insert(next),
+            HostPat::Wildcard(s) => *self.wildcard_hosts.entry(s.as_str().into()).or_insert(next),
+        };
+        if id == next {
+            let root = u32::try_from(self.nodes.len()).expect("fewer than 2^32 nodes");
+            self.nodes.push(NONE);
+            self.vhosts.push(VHost {
+                root,
+                has_exact: false,
+            });
+        }
+        id
+    }
+
+    fn build<B>(prepared: &Prepared<B>) -> IngressIndex {
+        let mut ix = IngressIndex::default();
+        ix.exact_paths.reserve(prepared.paths.len());
+        ix.edges.reserve(prepared.paths.len());
+        for (rank, p) in prepared.paths.iter().enumerate() {
+            let rank = rank as u32;
+            let v = ix.vhost(&p.host);
+            if p.exact {
+                ix.vhosts[v as usize].has_exact = true;
+                let r = ix.exact_paths.get_or_insert_with(v, &p.written, || rank);
+                *r = (*r).min(rank);
+                continue;
+            }
+            let mut node = ix.vhosts[v as usize].root;
+            if let Some(rest) = p.prefix.strip_prefix('/') {
+                for seg in rest.split('/') {
+                    let fresh = u32::try_from(ix.nodes.len()).expect("fewer than 2^32 nodes");
+                    let child = *ix.edges.get_or_insert_with(node, seg, || fresh);
+                    if child == fresh {
+                        ix.nodes.push(NONE);
+                    }
+                    node = child;
+                }
+            }
+            let best = &mut ix.nodes[node as usize];
+            *best = (*best).min(rank);
+        }
+        ix
+    }
+
+    #[inline]
+    fn select_vhost(&self, host: Option<&str>) -> Option<u32> {
+        if let Some(h) = host {
+            if let Some(&v) = self.exact_hosts.get(h) {
+                return Some(v);
+            }
+            if !self.wildcard_hosts.is_empty()
+                && let Some((_, rest)) = split_first_label(h)
+                && let Some(&v) = self.wildcard_hosts.get(rest)
+            {
+                return Some(v);
+            }
+        }
+        self.any_host
+    }
+
+    /// Rank of the winning Ingress path.
+    #[inline]
+    fn lookup(&self, req: &Normalized<'_>) -> u32 {
+        let Some(v) = self.select_vhost(req.host) else {
+            return NONE;
+        };
+        let vhost = self.vhosts[v as usize];
+        let mut best = NONE;
+        if vhost.has_exact
+            && let Some(&r) = self.exact_paths.get(v, req.path)
+        {
+            best = r;
+        }
+        let mut node = vhost.root;
+        best = best.min(self.nodes[node as usize]);
+        if let Some(rest) = req.path.strip_prefix('/') {
+            for seg in rest.split('/') {
+                match self.edges.get(node, seg) {
+                    Some(&child) => {
+                        node = child;
+                        best = best.min(self.nodes[node as usize]);
+                    }
+                    None => break,
+                }
+            }
+        }
+        best
+    }
+}
+
+/// An immutable compiled route table. Build it off the hot path, share it via
+/// [`SharedTable`](crate::SharedTable), and call [`Table::route`] per request.
+#[derive(Debug, Clone)]
+pub struct Table<B> {
+    prepared: Prepared<B>,
+    file: FileIndex,
+    ingress: IngressIndex,
+}
+
+impl<B> Default for Table<B> {
+    fn default() -> Self {
+        Table::new(Vec::new(), Vec::new()).expect("an empty table always builds")
+    }
+}
+
+impl<B> Table<B> {
+    /// A builder.
+    pub fn builder() -> TableBuilder<B> {
+        TableBuilder::new()
+    }
+
+    /// Compiles a table from file routes and Ingress routes.
+    pub fn new(
+        file_routes: Vec<FileRoute<B>>,
+        ingress_routes: Vec<IngressRoute<B>>,
+    ) -> Result<Self, RouterError> {
+        let prepared = Prepared::new(file_routes, ingress_routes)?;
+        let file = FileIndex::build(&prepared);
+        let ingress = IngressIndex::build(&prepared);
+        Ok(Table {
+            prepared,
+            file,
+            ingress,
+        })
+    }
+
+    /// The route that takes `request`, if any. Allocates nothing.
+    pub fn route(&self, request: &RequestView<'_>) -> Option<Matched<'_, B>> {
+        let mut buf = [0u8; MAX_HOST];
+        let host = normalize_host(request.host(), &mut buf);
+        let req = Normalized {
+            host,
+            path: request.routing_path(),
+            view: request,
+        };
+        let p = &self.prepared;
+        let entry = if !p.file.is_empty()
+            && let rank = self.file.lookup(p, &req)
+            && rank != NONE
+        {
+            p.file[rank as usize].entry
+        } else {
+            match self.ingress.lookup(&req) {
+                NONE => *p.defaults.first()?,
+                rank => p.paths[rank as usize].entry,
+            }
+        };
+        let e = &p.entries[entry as usize];
+        Some(Matched {
+            backend: &e.backend,
+            route: &e.info,
+        })
+    }
+
+    /// Why `request` goes where it goes: the match, the reason, and the candidates that lost.
+    /// Allocates (it is for humans and the admin API, not the hot path).
+    pub fn explain(&self, request: &RequestView<'_>) -> Explanation<'_, B> {
+        explain(&self.prepared, request)
+    }
+
+    /// Non-fatal problems found while building (Ingress collisions, skipped paths).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.prepared.warnings
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.prepared.entries.len()
+    }
+
+    /// Whether the table has no routes.
+    pub fn is_empty(&self) -> bool {
+        self.prepared.entries.is_empty()
+    }
+
+    /// Number of file routes that need full evaluation (not served from the indexes).
+    pub fn unindexed_rules(&self) -> usize {
+        self.file.linear.len()
+    }
+}
