@@ -1,0 +1,194 @@
+//! `fairway-proxy`: Fairway's data plane. Wiring only: configuration, TLS, certificate store,
+//! signals and logging; the proxy itself is `ingress_proxy`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acme_store::CertStore as _;
+use clap::Parser;
+use ingress_proxy::Proxy;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Command line of `fairway-proxy`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fairway-proxy",
+    version,
+    about = "Fairway's HTTP/HTTPS ingress proxy"
+)]
+struct Args {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+    /// How often the configuration file is checked for changes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    watch_interval: Duration,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    ingress_proxy::config::duration::parse(s)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let file = match bins::config::load(&args.config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fairway-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(file.access_log.json);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.workers {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fairway-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(args, file));
+    // Do not wait for idle blocking threads (file polling) at exit.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairway-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAIRWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn std::error::Error>> {
+    let config = file.proxy();
+    let mut builder = Proxy::builder(config.clone());
+    let mut store = None;
+    let needs_tls = config.entrypoints.values().any(|e| e.tls.is_some());
+    if needs_tls {
+        let mut settings = tls_acceptor::TlsSettings {
+            sni_strict: file.tls.sni_strict,
+            handshake_timeout: config.limits.tls_handshake_timeout,
+            ..Default::default()
+        };
+        if let Some(pair) = &file.tls.default_certificate {
+            settings.default_certificate = Some(tls_acceptor::DefaultCertificate::from_pem_files(
+                &pair.cert, &pair.key,
+            )?);
+        }
+        let tls = Arc::new(tls_acceptor::TlsContext::new(settings)?);
+        if let Some(path) = &file.tls.store {
+            let opts = acme_store::FileStoreOptions {
+                watch: true,
+                ..Default::default()
+            };
+            let s = acme_store::FileStore::open(path, opts)?;
+            tls.watch(s.subscribe());
+            store = Some(s);
+        }
+        builder = builder.tls(tls);
+    }
+    let challenges = acme_store::challenge::Http01Registry::new();
+    builder = builder.challenges(Arc::new(challenges));
+    let proxy = builder.start().await?;
+    if let Some(s) = &store {
+        proxy.watch_certificates(s.subscribe());
+    }
+    print_urls(&proxy, &file);
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut changed = ingress_proxy::reload::watch_file(args.config.clone(), args.watch_interval);
+    let mut tls_section = file.tls.clone();
+    loop {
+        let why = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            Some(()) = changed.recv() => "file changed",
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        match bins::config::load(&args.config) {
+            Ok(new) => match proxy.reload(new.proxy()) {
+                Ok(()) => {
+                    tracing::info!(reason = why, "configuration reloaded");
+                    if new.tls != tls_section {
+                        tracing::warn!(
+                            "the [tls] section changed; it takes effect after a restart"
+                        );
+                        tls_section = new.tls;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    reason = why,
+                    "configuration rejected, still serving the previous one: {}: {e}",
+                    args.config.display()
+                ),
+            },
+            Err(e) => tracing::error!(
+                reason = why,
+                "configuration rejected, still serving the previous one: {e}"
+            ),
+        }
+    }
+    tracing::info!(deadline = ?args.drain_timeout, "draining");
+    let drained = proxy.shutdown(args.drain_timeout).await;
+    if !drained {
+        tracing::warn!("drain deadline reached; closing the remaining connections");
+    }
+    drop(store);
+    Ok(())
+}
+
+fn print_urls(proxy: &Proxy, file: &bins::config::ConfigFile) {
+    println!("fairway-proxy is running");
+    for (name, addr) in proxy.entrypoints() {
+        let scheme = if file.entrypoints[name].tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = match addr.ip() {
+            ip if ip.is_loopback() || ip.is_unspecified() => "localhost".to_owned(),
+            ip if ip.is_ipv6() => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        println!("  entrypoint {name:<12} {scheme}://{host}:{}/", addr.port());
+    }
+    if let Some(admin) = proxy.admin_addr() {
+        println!("  admin                   http://{admin}/metrics");
+        println!("                          http://{admin}/api/routes");
+        println!("                          http://{admin}/healthz");
+    }
+}

@@ -1,0 +1,255 @@
+//! Request and response header rewriting: `X-Forwarded-*`, `X-Real-IP`, hop-by-hop headers.
+//!
+//! Values that depend only on the connection (client IP, scheme, port) are rendered once per
+//! connection into a [`ConnFacts`]; per request the header values are cheap `Bytes` clones.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per-connection facts, rendered once when the connection is accepted.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnFacts {
+    /// The peer's IP as a header value.
+    pub(crate) client_ip: HeaderValue,
+    /// Whether the peer is a trusted proxy whose forwarding headers we keep.
+    pub(crate) trusted: bool,
+    /// `http` or `https`.
+    pub(crate) proto: HeaderValue,
+    /// The entrypoint's port.
+    pub(crate) port: HeaderValue,
+}
+
+impl ConnFacts {
+    pub(crate) fn new(peer: SocketAddr, local_port: u16, tls: bool, trusted: &[IpNet]) -> Self {
+        let ip = canonical_ip(peer.ip());
+        Self {
+            client_ip: render_ip(ip),
+            trusted: trusted.iter().any(|net| net.contains(&ip)),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            port: HeaderValue::from(local_port),
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` → `a.b.c.d`, so dual-stack listeners log and match IPv4 clients naturally.
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn render_ip(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Whether the request asks for a protocol upgrade (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
+pub(crate) fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let up = headers.get(header::UPGRADE)?;
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v, "upgrade"));
+    wants.then(|| up.clone())
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+fn remove_connection_tokens(headers: &mut HeaderMap, value: &HeaderValue) {
+    if let Ok(s) = value.to_str() {
+        for token in s.split(',') {
+            let token = token.trim();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                // Forwarding headers are set after this, so naming them here strips nothing.
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed list plus every header named in
+/// `Connection`. `TE: trailers` is kept (gRPC needs it).
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => {}
+        (Some(_), None) => {
+            if let Some(v) = headers.remove(header::CONNECTION) {
+                remove_connection_tokens(headers, &v);
+            }
+        }
+        (Some(_), Some(_)) => {
+            let all: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for v in &all {
+                remove_connection_tokens(headers, v);
+            }
+        }
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(header::PROXY_AUTHENTICATE);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::UPGRADE);
+    if let Some(te) = headers.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host/-Port` and `X-Real-IP`. From a trusted proxy the
+/// incoming values are kept (and the peer appended to `X-Forwarded-For`); from anyone else
+/// they are replaced.
+pub(crate) fn set_forwarded(headers: &mut HeaderMap, conn: &ConnFacts, host: Option<HeaderValue>) {
+    if conn.trusted {
+        let xff = match headers.get(&X_FORWARDED_FOR) {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + conn.client_ip.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(conn.client_ip.as_bytes());
+                HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.client_ip.clone())
+            }
+            None => conn.client_ip.clone(),
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+        set_if_absent(headers, &X_FORWARDED_PROTO, conn.proto.clone());
+        if let Some(h) = host {
+            set_if_absent(headers, &X_FORWARDED_HOST, h);
+        }
+        set_if_absent(headers, &X_FORWARDED_PORT, conn.port.clone());
+        set_if_absent(headers, &X_REAL_IP, conn.client_ip.clone());
+    } else {
+        headers.insert(X_FORWARDED_FOR.clone(), conn.client_ip.clone());
+        headers.insert(X_FORWARDED_PROTO.clone(), conn.proto.clone());
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST.clone(), h);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+        headers.insert(X_FORWARDED_PORT.clone(), conn.port.clone());
+        headers.insert(X_REAL_IP.clone(), conn.client_ip.clone());
+    }
+}
+
+fn set_if_absent(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    if !headers.contains_key(name) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(ip: &str, trusted: &[&str]) -> ConnFacts {
+        let nets: Vec<IpNet> = trusted.iter().map(|s| s.parse().unwrap()).collect();
+        ConnFacts::new(
+            SocketAddr::new(ip.parse().unwrap(), 5555),
+            8443,
+            true,
+            &nets,
+        )
+    }
+
+    #[test]
+    fn untrusted_headers_are_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        set_forwarded(
+            &mut h,
+            &facts("192.0.2.7", &["10.0.0.0/8"]),
+            Some(HeaderValue::from_static("a.test")),
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-real-ip"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.test");
+        assert_eq!(h["x-forwarded-port"], "8443");
+    }
+
+    #[test]
+    fn trusted_headers_are_extended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        h.insert("x-real-ip", HeaderValue::from_static("198.51.100.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        set_forwarded(&mut h, &facts("10.1.2.3", &["10.0.0.0/8"]), None);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.1.2.3");
+        assert_eq!(h["x-real-ip"], "198.51.100.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn mapped_ipv4_is_canonical() {
+        let f = facts("::ffff:192.0.2.9", &["192.0.2.0/24"]);
+        assert_eq!(f.client_ip, "192.0.2.9");
+        assert!(f.trusted);
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret, close"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("gzip"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.contains_key("te"));
+    }
+
+    #[test]
+    fn upgrade_detection() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(upgrade_requested(&h).is_none());
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(upgrade_requested(&h).unwrap(), "websocket");
+    }
+}

@@ -1,0 +1,296 @@
+//! The per-request path: ACME HTTP-01, redirect, routing, forwarding, upgrades, access log.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ingress_router::RequestView;
+
+use crate::body::ProxyBody;
+use crate::forwarded::{ConnFacts, remove_hop_by_hop, set_forwarded, upgrade_requested};
+use crate::respond;
+use crate::runtime::{RouteTarget, Runtime};
+use crate::server::Shared;
+use crate::upstream::service::{Service, ServiceKind, UpstreamFailure, UpstreamService};
+
+const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Answers ACME HTTP-01 challenges: the key authorization for a token, if one is published.
+///
+/// Implemented for `acme_store::challenge::Http01Registry`; the lookup must be lock-free, it
+/// runs on the request path.
+pub trait ChallengeResponder: Send + Sync + 'static {
+    /// The key authorization published for `token`.
+    fn key_authorization(&self, token: &str) -> Option<Arc<str>>;
+}
+
+impl ChallengeResponder for acme_store::challenge::Http01Registry {
+    fn key_authorization(&self, token: &str) -> Option<Arc<str>> {
+        self.get(token)
+    }
+}
+
+/// What one connection knows about itself, shared by its requests.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) entrypoint: usize,
+    pub(crate) facts: ConnFacts,
+    pub(crate) client_ip: IpAddr,
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let rt = shared.runtime.load_full();
+    let method = req.method().clone();
+    let log = rt.access_log;
+    // Only copied when the access log is on.
+    let log_target = log.then(|| {
+        (
+            host_of(&req).unwrap_or("").to_owned(),
+            req.uri().path().to_owned(),
+        )
+    });
+    let (resp, target) = route_and_serve(&shared, &rt, &conn, req).await;
+    if log {
+        let (host, path) = log_target.unwrap_or_default();
+        tracing::info!(
+            target: "fairway::access",
+            client = %conn.client_ip,
+            method = %method,
+            host = %host,
+            path = %path,
+            status = resp.status().as_u16(),
+            router = target.as_ref().map_or("", |t| &*t.name),
+            service = target.as_ref().map_or("", |t| &*t.service.name),
+            duration_us = start.elapsed().as_micros() as u64,
+        );
+    }
+    resp
+}
+
+async fn route_and_serve(
+    shared: &Shared,
+    rt: &Runtime,
+    conn: &ConnCtx,
+    req: Request<Incoming>,
+) -> (Response<ProxyBody>, Option<Arc<RouteTarget>>) {
+    let start = Instant::now();
+    if let Some(token) = req.uri().path().strip_prefix(ACME_PREFIX) {
+        return (
+            acme_challenge(shared, rt, conn, token.to_owned(), req).await,
+            None,
+        );
+    }
+    let ep = &rt.entrypoints[conn.entrypoint];
+    if let Some(port) = ep.redirect_port {
+        return (redirect(&req, port), None);
+    }
+    let target = {
+        let view = RequestView::from_request(&req, Some(conn.client_ip));
+        match ep.table.route(&view) {
+            Some(m) => m.backend.clone(),
+            None => return (respond::status(StatusCode::NOT_FOUND), None),
+        }
+    };
+    let resp = serve(&target.service, conn, req).await;
+    target
+        .metrics
+        .observe(resp.status().as_u16(), start.elapsed().as_secs_f64());
+    (resp, Some(target))
+}
+
+fn host_of<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+/// `host[:port]` without the port (keeps IPv6 brackets).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) => &host[..i],
+        None => host,
+    }
+}
+
+fn redirect<B>(req: &Request<B>, port: u16) -> Response<ProxyBody> {
+    let Some(host) = host_of(req).map(strip_port).filter(|h| !h.is_empty()) else {
+        return respond::status(StatusCode::BAD_REQUEST);
+    };
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{port}{pq}")
+    };
+    let Ok(location) = HeaderValue::from_str(&location) else {
+        return respond::status(StatusCode::BAD_REQUEST);
+    };
+    let code = if req.method() == Method::GET || req.method() == Method::HEAD {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    respond::redirect(code, location)
+}
+
+fn valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+async fn acme_challenge(
+    shared: &Shared,
+    rt: &Runtime,
+    conn: &ConnCtx,
+    token: String,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if !valid_token(&token) {
+        return respond::status(StatusCode::NOT_FOUND);
+    }
+    if let Some(ka) = shared
+        .challenges
+        .as_ref()
+        .and_then(|c| c.key_authorization(&token))
+    {
+        let mut resp = Response::new(ProxyBody::full(bytes::Bytes::copy_from_slice(
+            ka.as_bytes(),
+        )));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return resp;
+    }
+    match &rt.challenge_forward {
+        Some(svc) => serve(svc, conn, req).await,
+        None => respond::status(StatusCode::NOT_FOUND),
+    }
+}
+
+async fn serve(service: &Service, conn: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
+    match &service.kind {
+        ServiceKind::Static(s) => {
+            let mut resp = Response::new(ProxyBody::full(s.body.clone()));
+            *resp.status_mut() = s.status;
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, s.content_type.clone());
+            resp
+        }
+        ServiceKind::Upstream(u) => proxy(u, conn, req).await,
+    }
+}
+
+async fn proxy(
+    u: &UpstreamService,
+    conn: &ConnCtx,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let upgrade = if req.version() == Version::HTTP_11 {
+        upgrade_requested(req.headers())
+    } else {
+        None
+    };
+    let host = match req.headers().get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    {
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers);
+        if let Some(h) = &host {
+            if !headers.contains_key(HOST) {
+                headers.insert(HOST, h.clone());
+            }
+        }
+        set_forwarded(headers, &conn.facts, host);
+        if let Some(up) = &upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, up.clone());
+        }
+    }
+    let req = req.map(ProxyBody::stream);
+    match u.forward(req).await {
+        Ok(fwd) => {
+            let mut response = fwd.response;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client_up) = client_upgrade {
+                    let upstream_up = hyper::upgrade::on(&mut response);
+                    let guard = fwd.inflight;
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        if let (Ok(c), Ok(s)) = (client_up.await, upstream_up.await) {
+                            let mut c = TokioIo::new(c);
+                            let mut s = TokioIo::new(s);
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                        }
+                    });
+                    return response.map(|_| ProxyBody::empty());
+                }
+                // An upgrade we did not ask for: refuse to relay it.
+                return respond::status(StatusCode::BAD_GATEWAY);
+            }
+            remove_hop_by_hop(response.headers_mut());
+            let guard = fwd.inflight;
+            response.map(|b| ProxyBody::stream_counted(b, guard))
+        }
+        Err(UpstreamFailure::Unreachable) => respond::status(StatusCode::BAD_GATEWAY),
+        Err(UpstreamFailure::Timeout) => respond::status(StatusCode::GATEWAY_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_port_cases() {
+        assert_eq!(strip_port("a.test:8080"), "a.test");
+        assert_eq!(strip_port("a.test"), "a.test");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn redirect_codes() {
+        let get = Request::get("/x?y=1")
+            .header(HOST, "a.test:8080")
+            .body(())
+            .unwrap();
+        let r = redirect(&get, 8443);
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(r.headers()["location"], "https://a.test:8443/x?y=1");
+        let post = Request::post("/x").header(HOST, "a.test").body(()).unwrap();
+        let r = redirect(&post, 443);
+        assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(r.headers()["location"], "https://a.test/x");
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(valid_token("abc-DEF_123"));
+        assert!(!valid_token(""));
+        assert!(!valid_token("../etc"));
+    }
+}

@@ -1,0 +1,272 @@
+//! Listeners and connections: accept, TLS, HTTP/1.1 + h2 serving, idle timeout, drain.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tls_acceptor::{Accepted, Acceptor};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::clock::now_ms;
+use crate::config::Limits;
+use crate::forwarded::{ConnFacts, canonical_ip};
+use crate::handler::{ChallengeResponder, ConnCtx, handle};
+use crate::metrics::{EntrypointMetrics, Metrics};
+use crate::runtime::Runtime;
+
+/// State shared by every connection of the process.
+pub(crate) struct Shared {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) challenges: Option<Arc<dyn ChallengeResponder>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
+    pub(crate) drain: watch::Sender<bool>,
+    pub(crate) ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP/1.1 + h2 connection builder with Fairway's limits.
+pub(crate) fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.h2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(limits.h2_max_local_error_reset_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    b
+}
+
+/// One bound entrypoint.
+pub(crate) struct EntrypointServer {
+    pub(crate) index: usize,
+    pub(crate) listener: TcpListener,
+    pub(crate) acceptor: Acceptor,
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) metrics: EntrypointMetrics,
+}
+
+impl EntrypointServer {
+    /// Accepts until the drain signal.
+    pub(crate) async fn run(self, shared: Arc<Shared>) {
+        let mut drain = shared.drain.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = drain.changed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "connection limit reached; closing");
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let shared = shared.clone();
+            let acceptor = self.acceptor.clone();
+            let builder = self.builder.clone();
+            let metrics = self.metrics.clone();
+            let index = self.index;
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve_connection(shared, index, tcp, peer, acceptor, builder, metrics).await;
+            });
+        }
+    }
+}
+
+struct OpenGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    index: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Acceptor,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    metrics: EntrypointMetrics,
+) {
+    metrics.open_connections.inc();
+    let _open = OpenGuard(metrics.open_connections.clone());
+    let local_port = tcp.local_addr().map_or(0, |a| a.port());
+    let conn = match acceptor.accept(tcp).await {
+        Ok(Accepted::Connection(c)) => {
+            if acceptor.is_tls() {
+                metrics.tls_ok.inc();
+            }
+            c
+        }
+        Ok(Accepted::AcmeChallenge { .. }) => {
+            metrics.tls_ok.inc();
+            return;
+        }
+        Err(e) => {
+            metrics.tls_failed.inc();
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    let facts = {
+        let rt = shared.runtime.load();
+        ConnFacts::new(peer, local_port, acceptor.is_tls(), &rt.trusted_proxies)
+    };
+    let ctx = Arc::new(ConnCtx {
+        entrypoint: index,
+        client_ip: canonical_ip(peer.ip()),
+        facts,
+    });
+    let activity = Arc::new(AtomicU64::new(now_ms()));
+    let io = TokioIo::new(Tracked {
+        io: conn,
+        activity: activity.clone(),
+    });
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(shared, ctx, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut drain = shared.drain.subscribe();
+    let idle_ms = shared.limits.idle_timeout.as_millis() as u64;
+    let idle = tokio::time::sleep(shared.limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = *drain.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = drain.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle.as_mut(), if !closing => {
+                let elapsed = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
+                if elapsed >= idle_ms {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    idle.as_mut().reset(
+                        tokio::time::Instant::now() + Duration::from_millis(idle_ms - elapsed),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Records the time of the last read or write, for the idle timeout (one relaxed store).
+struct Tracked<IO> {
+    io: IO,
+    activity: Arc<AtomicU64>,
+}
+
+impl<IO> Tracked<IO> {
+    fn touch(&self) {
+        self.activity.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        r
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

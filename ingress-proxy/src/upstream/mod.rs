@@ -1,0 +1,11 @@
+//! The upstream side: endpoints, load balancing, health and the pooled client.
+
+pub(crate) mod balancer;
+pub(crate) mod client;
+pub(crate) mod endpoint;
+pub(crate) mod health;
+pub(crate) mod service;
+
+pub use balancer::Balancer;
+pub use endpoint::Endpoint;
+pub use health::PassiveState;

@@ -1,0 +1,216 @@
+//! A compiled service: endpoints + balancer + client, and the forwarding loop with retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Parts as UriParts, PathAndQuery};
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::balancer::Balancer;
+use super::client::UpstreamClient;
+use super::endpoint::{Endpoint, InflightGuard};
+use crate::body::ProxyBody;
+use crate::clock::now_ms;
+use crate::config::{PassiveHealth, UpstreamTimeouts};
+use crate::metrics::ServiceMetrics;
+
+/// What a service does with a request.
+#[derive(Debug)]
+pub(crate) enum ServiceKind {
+    /// Forward to load-balanced endpoints.
+    Upstream(UpstreamService),
+    /// Answer with a fixed response.
+    Static(StaticService),
+}
+
+/// A fixed response, pre-rendered.
+#[derive(Debug)]
+pub(crate) struct StaticService {
+    pub(crate) status: http::StatusCode,
+    pub(crate) content_type: http::HeaderValue,
+    pub(crate) body: bytes::Bytes,
+}
+
+/// A named service.
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ServiceKind,
+}
+
+/// Endpoints and how to reach them.
+#[derive(Debug)]
+pub(crate) struct UpstreamService {
+    pub(crate) endpoints: Box<[Arc<Endpoint>]>,
+    pub(crate) balancer: Balancer,
+    pub(crate) client: UpstreamClient,
+    pub(crate) timeouts: UpstreamTimeouts,
+    pub(crate) passive: PassiveHealth,
+    pub(crate) retry: bool,
+    pub(crate) pass_host: bool,
+    pub(crate) version: Version,
+    pub(crate) metrics: ServiceMetrics,
+    /// Aborts the active health-check task when the snapshot is dropped.
+    pub(crate) _health_task: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why forwarding failed; maps to 502 or 504.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamFailure {
+    /// No endpoint could be connected to, or the connection broke: 502.
+    Unreachable,
+    /// The response head did not arrive in time: 504.
+    Timeout,
+}
+
+/// A response from an endpoint plus the guard that keeps it counted as in flight.
+pub(crate) struct Forwarded {
+    pub(crate) response: Response<Incoming>,
+    pub(crate) inflight: InflightGuard,
+}
+
+impl UpstreamService {
+    fn pick(&self, exclude: Option<usize>) -> Option<usize> {
+        let now = now_ms();
+        let random = if matches!(
+            self.balancer_policy(),
+            crate::config::LoadBalancing::LeastRequests
+        ) {
+            rand::random::<u64>()
+        } else {
+            0
+        };
+        self.balancer.pick(
+            random,
+            exclude,
+            |i| self.endpoints[i].is_available(now),
+            |i| self.endpoints[i].inflight(),
+        )
+    }
+
+    fn balancer_policy(&self) -> crate::config::LoadBalancing {
+        self.balancer.policy()
+    }
+
+    fn upstream_uri(ep: &Endpoint, pq: Option<PathAndQuery>) -> Uri {
+        let mut parts = UriParts::default();
+        parts.scheme = Some(ep.scheme().clone());
+        parts.authority = Some(ep.authority().clone());
+        parts.path_and_query = Some(pq.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+    }
+
+    /// Sends `req` (already carrying forwarded headers, hop-by-hop headers removed) to an
+    /// endpoint. An idempotent request without a body is retried once on another endpoint when
+    /// the connection cannot be established (the request never left, so this is always safe).
+    pub(crate) async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Forwarded, UpstreamFailure> {
+        let Some(mut idx) = self.pick(None) else {
+            return Err(UpstreamFailure::Unreachable);
+        };
+        *req.version_mut() = self.version;
+        let can_retry = self.retry
+            && self.endpoints.len() > 1
+            && is_idempotent(req.method())
+            && http_body::Body::is_end_stream(req.body());
+        // Keep what is needed to rebuild the request only when a retry is possible.
+        let retry_parts: Option<(Method, HeaderMap, Option<PathAndQuery>)> = can_retry.then(|| {
+            (
+                req.method().clone(),
+                req.headers().clone(),
+                req.uri().path_and_query().cloned(),
+            )
+        });
+        let pq = req.uri().path_and_query().cloned();
+        let mut attempt = req;
+        let mut tried_retry = false;
+        loop {
+            let ep = &self.endpoints[idx];
+            *attempt.uri_mut() = Self::upstream_uri(ep, pq.clone());
+            if !self.pass_host {
+                if let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str()) {
+                    attempt.headers_mut().insert(http::header::HOST, v);
+                }
+            }
+            let guard = ep.start_request();
+            let result =
+                tokio::time::timeout(self.timeouts.response, self.client.request(attempt)).await;
+            match result {
+                Ok(Ok(response)) => {
+                    ep.passive().record_success();
+                    return Ok(Forwarded {
+                        response,
+                        inflight: guard,
+                    });
+                }
+                Ok(Err(err)) => {
+                    drop(guard);
+                    let connect = err.is_connect();
+                    if connect {
+                        self.metrics.connect_errors.inc();
+                        let p = self.passive;
+                        if ep.passive().record_failure(
+                            p.max_failures,
+                            duration_ms(p.cooldown),
+                            now_ms(),
+                        ) {
+                            self.metrics.ejections.inc();
+                            tracing::warn!(
+                                endpoint = ep.url(),
+                                "endpoint ejected after connect errors"
+                            );
+                        }
+                    } else {
+                        self.metrics.other_errors.inc();
+                    }
+                    tracing::debug!(endpoint = ep.url(), error = %err, "upstream request failed");
+                    if connect && !tried_retry {
+                        if let Some((method, headers, _)) = &retry_parts {
+                            if let Some(next) = self.pick(Some(idx)) {
+                                tried_retry = true;
+                                idx = next;
+                                let mut r = Request::new(ProxyBody::empty());
+                                *r.method_mut() = method.clone();
+                                *r.headers_mut() = headers.clone();
+                                *r.version_mut() = self.version;
+                                attempt = r;
+                                self.metrics.retries.inc();
+                                continue;
+                            }
+                        }
+                    }
+                    return Err(UpstreamFailure::Unreachable);
+                }
+                Err(_) => {
+                    self.metrics.timeouts.inc();
+                    return Err(UpstreamFailure::Timeout);
+                }
+            }
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// RFC 9110 §9.2.2 idempotent methods.
+pub(crate) fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
