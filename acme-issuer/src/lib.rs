@@ -15,17 +15,21 @@
 //! platform-roots client: kube and instant-acme both pull rustls 0.23.
 
 pub mod account;
+mod acme_json;
 pub mod challenge;
 pub mod client;
 pub mod elector;
 mod error;
+pub mod http01;
 pub mod issuer;
 pub mod key;
 pub mod order;
 pub mod policy;
+pub mod solvers;
 pub mod store;
 
 pub use account::Eab;
+pub use acme_json::AcmeJsonStore;
 pub use challenge::{ChallengeData, ChallengeKind, ChallengeSolver};
 pub use client::AcmeHttp;
 pub use elector::{AlwaysLeader, FileLockElector, LeaderElector, Leadership};
@@ -34,4 +38,5 @@ pub use issuer::{
     CertStatus, Issuer, IssuerOptions, IssuerParts, IssuerStatus, ResolverSettings, WantedCert,
 };
 pub use key::{CertKeyType, SecretPem};
+pub use solvers::{Http01Solver, TlsAlpn01Solver};
 pub use store::{IssuerStore, MemoryIssuerStore};

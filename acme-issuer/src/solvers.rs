@@ -30,8 +30,7 @@ impl ChallengeSolver for Http01Solver {
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<(), String>> {
-        self.registry
-            .publish(c.token.clone(), c.key_authorization.clone());
+        self.registry.publish(&c.token, &c.key_authorization);
         Box::pin(async { Ok(()) })
     }
 
