@@ -60,12 +60,28 @@ pub fn detect(members: &[(String, Value)]) -> Format {
     if legacy {
         return Format::Legacy;
     }
-    let v1 = members.iter().any(|(k, v)| {
+    const V1_KEYS: [&str; 4] = ["Account", "Certificates", "HTTPChallenges", "TLSChallenges"];
+    let v1_key = |k: &str| V1_KEYS.iter().any(|n| fold_eq(k, n));
+    let strong = members.iter().any(|(k, v)| {
         (fold_eq(k, "Certificates") && matches!(v, Value::Array(_)))
             || (fold_eq(k, "Account") && looks_like_account(v))
             || (fold_eq(k, "HTTPChallenges") && matches!(v, Value::Null))
+            // A resolver value is an object (or null); anything else under a v1 name is v1.
+            || (v1_key(k) && !matches!(v, Value::Object(_) | Value::Null))
     });
-    if v1 { Format::V1 } else { Format::V2 }
+    // Go writes a fresh v1 store as `"Account": null, "Certificates": null`; a v2 file would
+    // need resolvers named exactly so with null values.
+    let null_pair = members
+        .iter()
+        .any(|(k, v)| fold_eq(k, "Account") && matches!(v, Value::Null))
+        && members
+            .iter()
+            .any(|(k, v)| fold_eq(k, "Certificates") && matches!(v, Value::Null));
+    if strong || null_pair {
+        Format::V1
+    } else {
+        Format::V2
+    }
 }
 
 /// An account object (`Email`, `Registration`, ...) as opposed to a resolver's `StoredData`
