@@ -74,9 +74,10 @@ pub async fn serve(acceptor: Acceptor) -> (SocketAddr, mpsc::UnboundedReceiver<S
     (addr, rx)
 }
 
-/// Accepts any certificate: the tests inspect the served leaf themselves.
-#[derive(Debug)]
-pub struct AcceptAnything;
+/// Accepts any certificate (the tests inspect the served leaf themselves) and offers the
+/// given signature schemes (all of the provider's when empty).
+#[derive(Debug, Default)]
+pub struct AcceptAnything(pub Vec<SignatureScheme>);
 
 impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(
@@ -123,6 +124,9 @@ impl ServerCertVerifier for AcceptAnything {
         )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        if !self.0.is_empty() {
+            return self.0.clone();
+        }
         tls_acceptor::provider()
             .signature_verification_algorithms
             .supported_schemes()
@@ -131,13 +135,25 @@ impl ServerCertVerifier for AcceptAnything {
 
 /// A client config that accepts any certificate and offers `alpn`.
 pub fn client_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    client_config_with(alpn, &[], true)
+}
+
+/// A client config offering only `schemes` (all when empty), with or without resumption.
+pub fn client_config_with(
+    alpn: &[&[u8]],
+    schemes: &[SignatureScheme],
+    resume: bool,
+) -> Arc<ClientConfig> {
     let mut config = ClientConfig::builder_with_provider(tls_acceptor::provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(schemes.to_vec())))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Arc::new(config)
 }
 
@@ -269,4 +285,42 @@ pub async fn openssl(addr: SocketAddr, args: &[&str]) -> OpensslRun {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// A certificate as the ACME issuer would store it (PEM texts, base64 inside `StoredCert`).
+pub fn issue(
+    names: &[&str],
+    alg: &'static rcgen::SignatureAlgorithm,
+    serial: u64,
+) -> acme_store::StoredCert {
+    let key = rcgen::KeyPair::generate_for(alg).expect("keygen");
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2090, 1, 1);
+    let cert = params.self_signed(&key).expect("sign");
+    let sans: Vec<String> = names[1..].iter().map(|s| s.to_string()).collect();
+    acme_store::StoredCert::from_pem(names[0], &sans, &cert.pem(), &key.serialize_pem())
+}
+
+/// Inserts or replaces (same name set) `cert` under resolver `le`.
+pub fn put(
+    store: &acme_store::MemoryStore,
+    cert: acme_store::StoredCert,
+) -> Arc<acme_store::Snapshot> {
+    use acme_store::CertStoreExt;
+    store
+        .modify(|doc| {
+            doc.resolvers
+                .entry("le".to_owned())
+                .or_default()
+                .upsert(cert.clone());
+            Ok(())
+        })
+        .expect("store update")
 }
