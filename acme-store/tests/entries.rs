@@ -96,38 +96,36 @@ fn bad_entries_are_reported_and_kept_byte_for_byte() {
         KeyPem::Pkcs8,
         (2020, 2099),
     );
-    let text = format!(
-        r#"{{
-  "le": {{
+    let text = r#"{
+  "le": {
     "Account": null,
     "Certificates": [
-      {{
-        "domain": {{
+      {
+        "domain": {
           "main": "nob64.example.com"
-        }},
+        },
         "certificate": "!!not base64!!",
         "key": "Q2VydGlmaWNhdGUgS2V5",
         "Store": "default"
-      }},
-      {{
-        "domain": {{
+      },
+      {
+        "domain": {
           "main": "dummy.example.com"
-        }},
+        },
         "certificate": "Q2VydGlmaWNhdGU=",
         "key": "Q2VydGlmaWNhdGUgS2V5",
         "Store": "default"
-      }},
-      {{
-        "domain": {{
+      },
+      {
+        "domain": {
           "main": "nokey.example.com"
-        }},
+        },
         "certificate": "Q2VydGlmaWNhdGU=",
         "Store": "default"
-      }}
+      }
     ]
-  }}
-}}"#
-    );
+  }
+}"#;
     let doc = AcmeDocument::parse(text.as_bytes()).unwrap();
     let store = MemoryStore::new(doc);
     let snap = store.snapshot();
