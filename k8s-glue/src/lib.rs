@@ -1,1 +1,24 @@
-//! Kubernetes glue for Fairway (work in progress).
+//! Kubernetes glue for Fairway: Kubernetes as the distributed engine.
+//!
+//! - [`routes`]: watchers on IngressClasses, Ingresses, Services and EndpointSlices feeding an
+//!   `ingress_router::SharedTable` whose backends carry live endpoints; Ingress status write-back.
+//! - [`secrets`]: an `acme_store::CertStore` over `kubernetes.io/tls` Secrets, with
+//!   cert-manager-compatible annotations, resourceVersion-checked writes, and `acme.json`
+//!   import/export.
+//! - [`lease`]: a client-go-style Lease [`LeaseElector`] implementing `acme_issuer::LeaderElector`,
+//!   with `leaseTransitions` as the fencing epoch.
+//! - [`lb`]: MetalLB-compatible LoadBalancer address allocation and `/status` write-back.
+//!
+//! Everything that decides is pure and separately tested; the API-facing parts are tested against
+//! a real kube-apiserver (see the `k8s-testenv` crate). Nothing here reads the environment: the
+//! caller builds the `kube::Client`.
+
+mod error;
+pub mod lb;
+pub mod lease;
+pub mod routes;
+
+pub use error::Error;
+pub use lb::{LbConfig, LbController, Pool};
+pub use lease::{LeaseConfig, LeaseElector};
+pub use routes::{Backend, IngressWatcher, Published, WatchConfig};

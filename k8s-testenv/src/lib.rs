@@ -17,6 +17,6 @@ mod certs;
 mod error;
 mod server;
 
-pub use binaries::KubeBinaries;
+pub use binaries::{ETCD_VERSION, KUBE_VERSION, KubeBinaries};
 pub use error::Error;
 pub use server::ApiServer;

@@ -1,0 +1,415 @@
+//! Ingresses → live routes: kube-runtime watchers on IngressClasses, Ingresses, Services and
+//! EndpointSlices feed an [`ingress_router::SharedTable`] whose backends carry live endpoints.
+//!
+//! Incremental by construction:
+//! - an Ingress event recomputes only that Ingress's routes (cached per object), then the table
+//!   is recompiled from the cached routes once per burst (events arriving within `debounce` are
+//!   coalesced), so a 10k-Ingress initial list compiles once;
+//! - a Service or EndpointSlice event re-resolves only the backends of that Service and swaps
+//!   their endpoint lists in place ([`Backend`]) — the table is not rebuilt at all.
+//!
+//! The first table is published only after every watcher has listed, so a starting proxy never
+//! serves a partial table. Ingress `status.loadBalancer` is written for our class only, through
+//! `/status`, and only when it differs.
+
+pub mod backends;
+pub mod class;
+mod status;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use ingress_router::ingress::{self as ring, ServiceBackend};
+use ingress_router::{IngressRoute, SharedTable, Table};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::Api;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use backends::{Backend, SERVICE_NAME_LABEL};
+pub use class::{CONTROLLER_NAME, OurClasses};
+
+/// The route table type the watcher publishes.
+pub type KubeTable = Table<Arc<Backend>>;
+
+/// What to watch and how.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Our IngressClass controller name.
+    pub controller: String,
+    /// Watch one namespace only (`None`: all namespaces; needs cluster-wide RBAC).
+    pub namespace: Option<String>,
+    /// Addresses written to `status.loadBalancer.ingress` of our Ingresses (empty: write nothing).
+    pub status_ips: Vec<IpAddr>,
+    /// How long to wait for more Ingress events before recompiling the table.
+    pub debounce: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            controller: CONTROLLER_NAME.into(),
+            namespace: None,
+            status_ips: Vec::new(),
+            debounce: Duration::from_millis(5),
+        }
+    }
+}
+
+/// What the watcher last published.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Increases with every table compiled (0: nothing yet, i.e. not synced).
+    pub table_generation: u64,
+    /// Increases with every endpoint change applied in place.
+    pub endpoints_generation: u64,
+    /// Ingresses of our class in the table.
+    pub ingresses: usize,
+    /// Routes in the table.
+    pub routes: usize,
+    /// Table warnings (collisions, skipped paths), as text.
+    pub warnings: Vec<String>,
+}
+
+/// A running watcher. Dropping it stops the watches.
+#[derive(Debug)]
+pub struct IngressWatcher {
+    table: Arc<SharedTable<Arc<Backend>>>,
+    rx: watch::Receiver<Published>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for IngressWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl IngressWatcher {
+    /// Starts the watches on the current runtime.
+    pub fn start(client: Client, config: WatchConfig) -> Self {
+        let table = Arc::new(SharedTable::default());
+        let (tx, rx) = watch::channel(Published::default());
+        let task = tokio::spawn(run(client, config, Arc::clone(&table), tx));
+        IngressWatcher { table, rx, task }
+    }
+
+    /// The live table (per request: `table().load().route(&view)`).
+    pub fn table(&self) -> &Arc<SharedTable<Arc<Backend>>> {
+        &self.table
+    }
+
+    /// Notifications of every table or endpoint publication.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.rx.clone()
+    }
+}
+
+/// One change from any of the watches.
+enum Change {
+    Class(watcher::Event<IngressClass>),
+    Ingress(watcher::Event<Ingress>),
+    Service(watcher::Event<Service>),
+    Slice(watcher::Event<EndpointSlice>),
+    Failed(&'static str, watcher::Error),
+}
+
+type Key = (String, String);
+
+fn key_of<K: ResourceExt>(o: &K) -> Key {
+    (o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn slice_service(s: &EndpointSlice) -> Option<Key> {
+    Some((s.namespace()?, s.labels().get(SERVICE_NAME_LABEL)?.clone()))
+}
+
+/// A watcher's object map with relist buffering: `Init..InitDone` replaces the map atomically.
+struct Mirror<K> {
+    objects: HashMap<Key, K>,
+    buffer: Option<HashMap<Key, K>>,
+    synced: bool,
+}
+
+impl<K: ResourceExt> Mirror<K> {
+    fn new() -> Self {
+        Mirror { objects: HashMap::new(), buffer: None, synced: false }
+    }
+
+    /// Applies an event; returns the keys whose object changed (for a relist: all old and new).
+    fn apply(&mut self, event: watcher::Event<K>) -> Vec<Key> {
+        match event {
+            watcher::Event::Init => {
+                self.buffer = Some(HashMap::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(o) => {
+                self.buffer.get_or_insert_with(HashMap::new).insert(key_of(&o), o);
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                let new = self.buffer.take().unwrap_or_default();
+                let old = std::mem::replace(&mut self.objects, new);
+                self.synced = true;
+                old.into_keys().chain(self.objects.keys().cloned()).collect::<HashSet<_>>().into_iter().collect()
+            }
+            watcher::Event::Apply(o) => {
+                let k = key_of(&o);
+                self.objects.insert(k.clone(), o);
+                vec![k]
+            }
+            watcher::Event::Delete(o) => {
+                let k = key_of(&o);
+                self.objects.remove(&k);
+                vec![k]
+            }
+        }
+    }
+}
+
+fn stream_of<K>(api: Api<K>, wrap: fn(watcher::Event<K>) -> Change, what: &'static str) -> impl Stream<Item = Change>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, watcher::Config::default()).map(move |r| match r {
+        Ok(e) => wrap(e),
+        Err(e) => Change::Failed(what, e),
+    })
+}
+
+struct State {
+    config: WatchConfig,
+    client: Client,
+    classes: Mirror<IngressClass>,
+    ingresses: Mirror<Ingress>,
+    services: Mirror<Service>,
+    slices: Mirror<EndpointSlice>,
+    ours: OurClasses,
+    /// Routes of each Ingress of our class, cached so one event recomputes one Ingress.
+    routes: BTreeMap<Key, Vec<IngressRoute<ServiceBackend>>>,
+    /// One shared slot per backend in use.
+    backends: HashMap<ServiceBackend, Arc<Backend>>,
+    /// Slices by Service, so endpoint resolution does not scan every slice.
+    slices_by_service: HashMap<Key, HashSet<Key>>,
+    /// The Service each slice was indexed under.
+    slice_owner: HashMap<Key, Key>,
+    table_dirty: bool,
+    published: Published,
+}
+
+impl State {
+    fn synced(&self) -> bool {
+        self.classes.synced && self.ingresses.synced && self.services.synced && self.slices.synced
+    }
+
+    fn recompute_ingress(&mut self, key: &Key) {
+        let routes = match self.ingresses.objects.get(key) {
+            Some(ing) if self.ours.is_ours(ing) => Some(ring::routes(ing).0),
+            _ => None,
+        };
+        let changed = match routes {
+            Some(r) => {
+                self.routes.insert(key.clone(), r);
+                true
+            }
+            None => self.routes.remove(key).is_some(),
+        };
+        self.table_dirty |= changed;
+    }
+
+    fn resolve(&self, backend: &ServiceBackend) -> Vec<std::net::SocketAddr> {
+        let skey = (backend.namespace.clone(), backend.service.clone());
+        let slices = self
+            .slices_by_service
+            .get(&skey)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.slices.objects.get(k));
+        backends::resolve(backend, self.services.objects.get(&skey), slices)
+    }
+
+    /// Re-resolves the backends of Service `skey` in place; returns whether any changed.
+    fn refresh_service(&mut self, skey: &Key) -> bool {
+        let mut changed = false;
+        for (b, slot) in &self.backends {
+            if b.namespace == skey.0 && b.service == skey.1 {
+                changed |= slot.set_endpoints(self.resolve(b));
+            }
+        }
+        changed
+    }
+
+    fn compile(&mut self, table: &SharedTable<Arc<Backend>>) {
+        let mut used: HashMap<ServiceBackend, Arc<Backend>> = HashMap::new();
+        let mut all = Vec::new();
+        for routes in self.routes.values() {
+            for r in routes {
+                let slot = match used.get(&r.backend) {
+                    Some(s) => Arc::clone(s),
+                    None => {
+                        let s = match self.backends.get(&r.backend) {
+                            Some(s) => Arc::clone(s),
+                            None => Arc::new(Backend::new(r.backend.clone(), self.resolve(&r.backend))),
+                        };
+                        used.insert(r.backend.clone(), Arc::clone(&s));
+                        s
+                    }
+                };
+                all.push(r.clone().map_backend(|_| slot));
+            }
+        }
+        let routes = all.len();
+        match Table::new(Vec::new(), all) {
+            Ok(t) => {
+                self.published.warnings = t.warnings().iter().map(|w| w.to_string()).collect();
+                table.store(t);
+                self.backends = used;
+                self.published.table_generation += 1;
+                self.published.routes = routes;
+                self.published.ingresses = self.routes.len();
+            }
+            Err(e) => tracing::warn!(error = %e, "compiling the Ingress route table failed; keeping the previous one"),
+        }
+        self.table_dirty = false;
+    }
+
+    async fn write_statuses(&self, keys: &[Key]) {
+        if self.config.status_ips.is_empty() {
+            return;
+        }
+        for key in keys {
+            let Some(ing) = self.ingresses.objects.get(key) else { continue };
+            if !self.ours.is_ours(ing) {
+                continue;
+            }
+            status::sync(&self.client, ing, &self.config.status_ips).await;
+        }
+    }
+}
+
+async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Backend>>>, tx: watch::Sender<Published>) {
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let streams = futures_util::stream::select_all([
+        stream_of(Api::<IngressClass>::all(client.clone()), Change::Class, "IngressClass").boxed(),
+        stream_of(api::<Ingress>(&client, &config.namespace), Change::Ingress, "Ingress").boxed(),
+        stream_of(api::<Service>(&client, &config.namespace), Change::Service, "Service").boxed(),
+        stream_of(api::<EndpointSlice>(&client, &config.namespace), Change::Slice, "EndpointSlice").boxed(),
+    ]);
+    let mut streams = streams;
+    let debounce = config.debounce;
+    let mut state = State {
+        config,
+        client,
+        classes: Mirror::new(),
+        ingresses: Mirror::new(),
+        services: Mirror::new(),
+        slices: Mirror::new(),
+        ours: OurClasses::default(),
+        routes: BTreeMap::new(),
+        backends: HashMap::new(),
+        slices_by_service: HashMap::new(),
+        slice_owner: HashMap::new(),
+        table_dirty: false,
+        published: Published::default(),
+    };
+    let mut deadline: Option<Instant> = None;
+    let mut status_pending: Vec<Key> = Vec::new();
+    loop {
+        let change = match deadline {
+            Some(d) => tokio::select! {
+                c = streams.next() => c,
+                _ = tokio::time::sleep_until(d) => {
+                    deadline = None;
+                    if state.synced() {
+                        if state.table_dirty || state.published.table_generation == 0 {
+                            state.compile(&table);
+                            tx.send_replace(state.published.clone());
+                        }
+                        state.write_statuses(&std::mem::take(&mut status_pending)).await;
+                    }
+                    continue;
+                }
+            },
+            None => streams.next().await,
+        };
+        let Some(change) = change else { break };
+        let mut endpoints_changed = false;
+        match change {
+            Change::Class(e) => {
+                state.classes.apply(e);
+                let ours = OurClasses::from_classes(state.classes.objects.values(), &state.config.controller);
+                if ours != state.ours {
+                    state.ours = ours;
+                    let keys: Vec<Key> = state.ingresses.objects.keys().cloned().chain(state.routes.keys().cloned()).collect();
+                    for k in &keys {
+                        state.recompute_ingress(k);
+                    }
+                    status_pending.extend(keys);
+                }
+            }
+            Change::Ingress(e) => {
+                for k in state.ingresses.apply(e) {
+                    state.recompute_ingress(&k);
+                    status_pending.push(k);
+                }
+            }
+            Change::Service(e) => {
+                for k in state.services.apply(e) {
+                    endpoints_changed |= state.refresh_service(&k);
+                }
+            }
+            Change::Slice(e) => {
+                let touched = state.slices.apply(e);
+                let mut services = HashSet::new();
+                for k in touched {
+                    // Move the slice to the Service it now names (the label may change).
+                    if let Some(old) = state.slice_owner.remove(&k) {
+                        if let Some(set) = state.slices_by_service.get_mut(&old) {
+                            set.remove(&k);
+                        }
+                        services.insert(old);
+                    }
+                    if let Some(svc) = state.slices.objects.get(&k).and_then(slice_service) {
+                        state.slices_by_service.entry(svc.clone()).or_default().insert(k.clone());
+                        state.slice_owner.insert(k, svc.clone());
+                        services.insert(svc);
+                    }
+                }
+                for svc in services {
+                    endpoints_changed |= state.refresh_service(&svc);
+                }
+            }
+            Change::Failed(what, e) => {
+                tracing::warn!(kind = what, error = %e, "watch failed; the watcher retries");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if endpoints_changed && state.published.table_generation > 0 {
+            state.published.endpoints_generation += 1;
+            tx.send_replace(state.published.clone());
+        }
+        if (state.table_dirty || !status_pending.is_empty() || state.published.table_generation == 0)
+            && deadline.is_none()
+        {
+            deadline = Some(Instant::now() + debounce);
+        }
+    }
+}
