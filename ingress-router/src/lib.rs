@@ -65,6 +65,9 @@ mod scoped;
 mod shared;
 mod table;
 
+/// The `http` crate this API uses (`HeaderMap`, `Request`), re-exported for callers.
+pub use http;
+
 pub use error::RouterError;
 pub use explain::{ExplainedMatch, ExplainedRequest, Explanation, Loser};
 pub use request::RequestView;
