@@ -435,7 +435,13 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut addrs = BTreeMap::new();
         for (name, ep) in &self.entrypoints {
-            if let Some(prev) = addrs.insert(ep.address, name) {
+            // Port 0 (any free port) may repeat.
+            let taken = if ep.address.port() == 0 {
+                None
+            } else {
+                addrs.insert(ep.address, name)
+            };
+            if let Some(prev) = taken {
                 return Err(ConfigError::new(
                     format!("entrypoints.{name}.address"),
                     format!("{} is already used by entrypoints.{prev}", ep.address),
