@@ -97,6 +97,7 @@ pub struct CertEntry {
     serial_hex: String,
     issuer: String,
     subject: String,
+    common_name: Option<String>,
 }
 
 impl CertEntry {
@@ -161,6 +162,10 @@ impl CertEntry {
     pub fn subject(&self) -> &str {
         &self.subject
     }
+    /// The subject's common name, if any.
+    pub fn common_name(&self) -> Option<&str> {
+        self.common_name.as_deref()
+    }
 
     /// Decodes entry `index` of `resolver`. Any failure is a [`ProblemKind`]; the caller reports it
     /// with the resolver and domain and keeps the stored text untouched.
@@ -205,6 +210,12 @@ impl CertEntry {
                 .collect(),
             issuer: leaf.issuer().to_string(),
             subject: leaf.subject().to_string(),
+            common_name: leaf
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_owned),
         };
         Ok(CertEntry {
             resolver,
@@ -221,6 +232,7 @@ impl CertEntry {
             serial_hex: meta.serial_hex,
             issuer: meta.issuer,
             subject: meta.subject,
+            common_name: meta.common_name,
         })
     }
 
@@ -252,6 +264,7 @@ struct LeafInfo {
     serial_hex: String,
     issuer: String,
     subject: String,
+    common_name: Option<String>,
 }
 
 fn to_system_time(ts: i64) -> SystemTime {

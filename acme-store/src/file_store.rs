@@ -88,9 +88,7 @@ impl FileStore {
     /// first update); an empty file too. Corrupt JSON is an error naming line and column.
     pub fn open(path: impl Into<PathBuf>, options: FileStoreOptions) -> Result<Self, Error> {
         let path = path.into();
-        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
-        lock_name.push(".lock");
-        let lock_path = path.with_file_name(lock_name);
+        let lock_path = lock_path_for(&path);
         let (doc, seen) = match read_file(&path, options.allow_insecure_permissions)? {
             Some((bytes, seen)) => (parse(&path, &bytes)?, Some(seen)),
             None => (AcmeDocument::default(), None),
@@ -139,16 +137,7 @@ impl CertStore for FileStore {
 impl Inner {
     fn update(&self, f: &mut UpdateFn<'_>) -> Result<Arc<Snapshot>, Error> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&self.lock_path)
-            .map_err(|e| Error::io(&self.lock_path, "open lock file", e))?;
-        lock.lock()
-            .map_err(|e| Error::io(&self.lock_path, "lock", e))?;
+        let lock = lock_exclusive(&self.lock_path)?;
 
         // Re-read under the lock: another process may have written since we last looked.
         let current = read_file(&self.path, self.options.allow_insecure_permissions)?;
@@ -211,6 +200,82 @@ impl Inner {
         *state = Some(seen);
         let doc = parse(&self.path, &bytes)?;
         Ok(Some(self.publisher.publish(doc)))
+    }
+}
+
+/// `<dir>/<name>.lock`: the lock file beside the store.
+fn lock_path_for(path: &Path) -> PathBuf {
+    let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+    lock_name.push(".lock");
+    path.with_file_name(lock_name)
+}
+
+/// Opens (creating, 0600) and exclusively `flock`s the lock file; unlocked when dropped.
+fn lock_exclusive(lock_path: &Path) -> Result<File, Error> {
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock_path)
+        .map_err(|e| Error::io(lock_path, "open lock file", e))?;
+    lock.lock().map_err(|e| Error::io(lock_path, "lock", e))?;
+    Ok(lock)
+}
+
+/// What [`FileStore::migrate`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// The file already was v2/v3 (or did not exist); nothing was written.
+    AlreadyV2,
+    /// The file was converted; the original bytes are in `backup`.
+    Migrated {
+        /// The generation it was in.
+        from: Format,
+        /// Where the original was saved (0600).
+        backup: PathBuf,
+    },
+}
+
+impl FileStore {
+    /// Converts a v1 or legacy file to v2 in place, under the store lock, the way
+    /// `traefik-migration-tool acme` does (see [`AcmeDocument::migrate_to_v2`]). The original is
+    /// first saved as `<file>.v1.bak` / `<file>.legacy.bak` (a timestamp is appended if that
+    /// exists already).
+    pub fn migrate(
+        path: &Path,
+        resolver: &str,
+        options: &FileStoreOptions,
+    ) -> Result<Migration, Error> {
+        let _lock = lock_exclusive(&lock_path_for(path))?;
+        let Some((bytes, _)) = read_file(path, options.allow_insecure_permissions)? else {
+            return Ok(Migration::AlreadyV2);
+        };
+        let doc = parse(path, &bytes)?;
+        let from = doc.format;
+        let tag = match from {
+            Format::V2 => return Ok(Migration::AlreadyV2),
+            Format::V1 => "v1",
+            Format::Legacy => "legacy",
+        };
+        let mut backup = PathBuf::from(format!("{}.{tag}.bak", path.display()));
+        if backup.exists() {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            backup = PathBuf::from(format!("{}.{tag}.bak.{secs}", path.display()));
+        }
+        write_atomic(&backup, &bytes, 0o600)?;
+        let text = doc
+            .migrate_to_v2(resolver)
+            .to_json()
+            .map_err(|source| Error::Format {
+                path: path.to_owned(),
+                source,
+            })?;
+        write_atomic(path, text.as_bytes(), 0o600)?;
+        Ok(Migration::Migrated { from, backup })
     }
 }
 

@@ -39,7 +39,7 @@ pub use document::{
 };
 pub use entry::{CertEntry, KeyType, PrivateKey, Problem, ProblemKind};
 pub use error::{Error, FormatError};
-pub use file_store::{FileStore, FileStoreOptions, check_permissions, write_atomic};
+pub use file_store::{FileStore, FileStoreOptions, Migration, check_permissions, write_atomic};
 pub use format::json::Value;
 pub use index::{SniIndex, SniIndexBuilder};
 pub use memory_store::MemoryStore;
