@@ -57,7 +57,6 @@ pub enum Error {
 
 impl Error {
     /// Wraps an I/O error with what we were doing.
-    #[allow(dead_code)] // used by the Linux driver
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

@@ -16,8 +16,12 @@
 
 pub mod config;
 mod error;
+pub mod frames;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod machine;
 pub mod rank;
+pub mod schedule;
 pub mod sim;
 pub mod wire;
 

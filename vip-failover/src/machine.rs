@@ -61,6 +61,8 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Start answering for the VIP (add the address, send gratuitous ARP / unsolicited NA).
+    /// Repeated for a VIP already announced when another node claimed it too and lost: the
+    /// driver then re-sends its announcements so clients come back.
     Announce {
         /// VIP index in the cluster.
         vip: VipIndex,
@@ -127,6 +129,8 @@ struct VipState {
     owned: bool,
     vacant: Option<(Instant, Vacancy)>,
     takeover_at: Option<Instant>,
+    /// Another node claims this VIP while we own it (and we outrank it).
+    contested: bool,
     /// Since when this node is, in its own view, the best live candidate for the vacant VIP.
     best_since: Option<Instant>,
     /// Peers whose latest message claims this VIP (alive or not).
@@ -704,10 +708,25 @@ impl Machine {
         if self.vips[v].owned {
             if !can_own {
                 self.withdraw(vip);
-            } else if claimer.is_some_and(|c| cv.outranks(c, self.me)) {
-                // Dual ownership (e.g. after a partition heals): the lower rank yields.
-                self.withdraw(vip);
-            } else if let Some(delay) = cluster.preempt_delay() {
+                return;
+            }
+            match claimer {
+                Some(c) if cv.outranks(c, self.me) => {
+                    // Dual ownership (e.g. after a partition heals): the lower rank yields.
+                    self.withdraw(vip);
+                    return;
+                }
+                Some(_) if !self.vips[v].contested => {
+                    // We keep it; clients may have followed the other claimant's gratuitous
+                    // ARP, so announce again (the driver treats a repeat as "re-announce").
+                    self.vips[v].contested = true;
+                    self.actions
+                        .push_back(Action::Announce { vip, addr: cv.addr });
+                }
+                Some(_) => {}
+                None => self.vips[v].contested = false,
+            }
+            if let Some(delay) = cluster.preempt_delay() {
                 let better = cv.order.iter().take_while(|&&n| n != self.me).any(|&n| {
                     let p = &self.peers[usize::from(n)];
                     p.alive && p.healthy && p.alive_since.is_some_and(|s| now >= s + delay)
@@ -787,6 +806,7 @@ impl Machine {
             return;
         }
         state.owned = false;
+        state.contested = false;
         self.stats.transitions += 1;
         self.send_now = true;
         let addr = self.cluster.vips()[usize::from(vip)].addr;

@@ -63,7 +63,7 @@ pub struct SimStats {
     pub delivered: u64,
     /// Messages lost or cut by a partition.
     pub dropped: u64,
-    /// Announce actions, per VIP.
+    /// Takeovers (announcements by a node that was not announcing), per VIP.
     pub announces: Vec<u64>,
     /// Largest number of simultaneous announcers seen for any VIP.
     pub max_owners: usize,
@@ -403,10 +403,7 @@ impl Simulation {
     fn drain(&mut self, node: NodeIndex, m: &mut Machine) {
         while let Some(action) = m.poll_action() {
             match action {
-                Action::Announce { vip, .. } => {
-                    self.stats.announces[usize::from(vip)] += 1;
-                    self.set_owner(vip, node, true);
-                }
+                Action::Announce { vip, .. } => self.set_owner(vip, node, true),
                 Action::Withdraw { vip, .. } => self.set_owner(vip, node, false),
                 Action::SendHeartbeat { to, message } | Action::SendRelease { to, message } => {
                     self.stats.sent += 1;
@@ -433,6 +430,7 @@ impl Simulation {
         }
         if on {
             owners.push(node);
+            self.stats.announces[v] += 1;
         } else {
             owners.retain(|&o| o != node);
         }
