@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
@@ -40,6 +41,9 @@ pub(crate) struct ConnCtx {
     pub(crate) entrypoint: usize,
     pub(crate) facts: ConnFacts,
     pub(crate) client_ip: IpAddr,
+    /// Set by the framing scanner when a request carried both `Content-Length` and
+    /// `Transfer-Encoding`: every request from then on gets 400 and the connection closes.
+    pub(crate) smuggling: AtomicBool,
 }
 
 pub(crate) async fn handle(
@@ -48,6 +52,12 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
+    if conn.smuggling.load(Ordering::Relaxed) {
+        let mut r = respond::status(StatusCode::BAD_REQUEST);
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let rt = shared.runtime.load_full();
     let method = req.method().clone();
     let log = rt.access_log;
@@ -257,6 +267,12 @@ async fn proxy(
         }
         Err(UpstreamFailure::Unreachable) => respond::status(StatusCode::BAD_GATEWAY),
         Err(UpstreamFailure::Timeout) => respond::status(StatusCode::GATEWAY_TIMEOUT),
+        Err(UpstreamFailure::ClientBody) => {
+            let mut r = respond::status(StatusCode::BAD_REQUEST);
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod clock;
 pub mod config;
 mod error;
 mod forwarded;
+mod framing;
 mod handler;
 mod metrics;
 mod proxy;

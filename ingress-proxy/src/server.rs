@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::clock::now_ms;
 use crate::config::Limits;
 use crate::forwarded::{ConnFacts, canonical_ip};
+use crate::framing::FramingScanner;
 use crate::handler::{ChallengeResponder, ConnCtx, handle};
 use crate::metrics::{EntrypointMetrics, Metrics};
 use crate::runtime::Runtime;
@@ -154,11 +155,14 @@ async fn serve_connection(
         entrypoint: index,
         client_ip: canonical_ip(peer.ip()),
         facts,
+        smuggling: AtomicBool::new(false),
     });
     let activity = Arc::new(AtomicU64::new(now_ms()));
     let io = TokioIo::new(Tracked {
         io: conn,
         activity: activity.clone(),
+        scanner: Some(FramingScanner::new()),
+        ctx: ctx.clone(),
     });
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| {
@@ -203,10 +207,13 @@ async fn serve_connection(
     }
 }
 
-/// Records the time of the last read or write, for the idle timeout (one relaxed store).
+/// Records the time of the last read or write, for the idle timeout (one relaxed store), and
+/// runs the HTTP/1.1 framing scanner over what the client sends.
 struct Tracked<IO> {
     io: IO,
     activity: Arc<AtomicU64>,
+    scanner: Option<FramingScanner>,
+    ctx: Arc<ConnCtx>,
 }
 
 impl<IO> Tracked<IO> {
@@ -226,6 +233,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.touch();
+            if let Some(scanner) = &mut this.scanner {
+                scanner.feed(&buf.filled()[before..]);
+                if scanner.flagged() {
+                    this.ctx.smuggling.store(true, Ordering::Relaxed);
+                }
+                if !scanner.active() {
+                    this.scanner = None;
+                }
+            }
         }
         r
     }

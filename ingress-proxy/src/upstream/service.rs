@@ -1,5 +1,6 @@
 //! A compiled service: endpoints + balancer + client, and the forwarding loop with retry.
 
+use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,23 @@ pub(crate) enum UpstreamFailure {
     Unreachable,
     /// The response head did not arrive in time: 504.
     Timeout,
+    /// The client's request body was malformed (e.g. a bad chunk size): 400.
+    ClientBody,
+}
+
+/// Whether the upstream request failed because the client's body stream failed (hyper reports
+/// a user `Body` error whose cause is the downstream connection's own parse error).
+fn client_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_user() && h.source().is_some_and(|s| s.is::<hyper::Error>()) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// A response from an endpoint plus the guard that keeps it counted as in flight.
@@ -173,6 +191,8 @@ impl UpstreamService {
                                 "endpoint ejected after connect errors"
                             );
                         }
+                    } else if client_body_failed(&err) {
+                        return Err(UpstreamFailure::ClientBody);
                     } else {
                         self.metrics.other_errors.inc();
                     }

@@ -1,0 +1,175 @@
+//! End to end: request smuggling attempts written raw to the socket, header limits, and
+//! slowloris connections that must not stop normal requests.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+fn toml(app: &str, limits: &str) -> String {
+    format!(
+        "[entrypoints.web]\naddress = \"127.0.0.1:0\"\n[limits]\n{limits}\n\
+         [routers.app]\nrule = \"PathPrefix(`/`)\"\nservice = \"app\"\n\
+         [services.app]\n[[services.app.endpoints]]\nurl = \"{app}\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_attempts_get_400() {
+    let app = upstream("app").await;
+    let proxy = start(&toml(&app.url(), "")).await;
+    let addr = proxy.local_addr("web").unwrap();
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "CL.TE",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        ),
+        (
+            "TE.CL",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+        ),
+        (
+            "conflicting Content-Length",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "Content-Length list",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4, 5\r\n\r\nabcde",
+        ),
+        (
+            "TE not ending in chunked",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "obfuscated TE",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "space before colon",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "TE in HTTP/1.0",
+            b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "negative Content-Length",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        ),
+        (
+            "invalid chunk size",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        ),
+    ];
+    for (name, bytes) in cases.iter() {
+        let resp = raw(addr, bytes, Duration::from_secs(5)).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400"),
+            "{name}: expected 400, got {resp:?}"
+        );
+        assert!(
+            !resp.contains("x-upstream"),
+            "{name}: reached the upstream: {resp}"
+        );
+    }
+    // A correct chunked request still works.
+    let ok = raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("\"body_len\":3"), "{ok}");
+    proxy.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_limits() {
+    let app = upstream("app").await;
+    let proxy = start(&toml(
+        &app.url(),
+        "max_headers = 20\nmax_header_bytes = 8192",
+    ))
+    .await;
+    let addr = proxy.local_addr("web").unwrap();
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..40 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let resp = raw(addr, many.as_bytes(), Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let resp = raw(addr, big.as_bytes(), Duration::from_secs(5)).await;
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    proxy.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_do_not_stop_normal_requests() {
+    const SLOW: usize = 1000;
+    // Each slow connection costs two descriptors in this process (client and proxy side).
+    let soft = raise_nofile(4 * SLOW as u64 + 512);
+    assert!(
+        soft >= 2 * SLOW as u64 + 256,
+        "open-files limit {soft} is too low for this test"
+    );
+    let app = upstream("app").await;
+    let proxy = start(&toml(&app.url(), "header_read_timeout = \"2s\"")).await;
+    let addr = proxy.local_addr("web").unwrap();
+
+    // 1000 connections that send a partial request head and then trickle.
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let c = client();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, up, _) = get(&c, addr, "a", "/").await;
+        assert_eq!((status, up.as_str()), (StatusCode::OK, "app"));
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a normal request took {:?}",
+            t.elapsed()
+        );
+    }
+    // Trickling does not extend the deadline: the header-read timeout closes them all.
+    for s in slow.iter_mut().take(100) {
+        let _ = s.write_all(b"a").await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed())).await;
+    let mut closed = 0;
+    for s in &mut slow {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await
+        {
+            Ok(Ok(_)) | Ok(Err(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        closed, SLOW,
+        "every slowloris connection is closed by the header-read timeout"
+    );
+    let (status, _, _) = get(&c, addr, "a", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    proxy.shutdown(Duration::from_secs(2)).await;
+}
