@@ -73,14 +73,6 @@ pub enum Error {
     /// The update closure refused the change.
     #[error("update rejected: {0}")]
     Rejected(String),
-    /// Setting up the file watcher failed.
-    #[error("{}: cannot watch for changes: {message}", path.display())]
-    Watch {
-        /// The watched file.
-        path: PathBuf,
-        /// The watcher's error.
-        message: String,
-    },
 }
 
 impl Error {

@@ -34,6 +34,9 @@ pub struct FileStoreOptions {
     pub allow_insecure_permissions: bool,
     /// Watch the file and publish a snapshot when another process changes it.
     pub watch: bool,
+    /// Use inotify (via `notify`) for prompt updates. Without it, or when it cannot be set up,
+    /// only the metadata poll below notices changes.
+    pub notify: bool,
     /// How often the watch also checks the file's metadata, in case inotify events are missed
     /// (network file systems, some container overlays). Costs one `stat` per interval.
     pub poll_interval: Duration,
@@ -44,6 +47,7 @@ impl Default for FileStoreOptions {
         FileStoreOptions {
             allow_insecure_permissions: false,
             watch: true,
+            notify: true,
             poll_interval: Duration::from_secs(2),
         }
     }
@@ -419,30 +423,19 @@ struct Watch {
 
 impl Watch {
     fn start(inner: &Arc<Inner>) -> Result<Self, Error> {
-        use notify::Watcher as _;
         let (tx, rx) = mpsc::channel::<Msg>();
-        let file_name = inner.path.file_name().map(|n| n.to_owned());
-        let event_tx = tx.clone();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && ev
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name() == file_name.as_deref())
-            {
-                let _ = event_tx.send(Msg::Changed);
+        let watcher = if inner.options.notify {
+            match start_notify(&inner.path, tx.clone()) {
+                Ok(w) => Some(w),
+                Err(message) => {
+                    // E.g. the inotify watch limit is reached: polling still works.
+                    tracing::warn!(path = %inner.path.display(), %message, "file watch unavailable; polling instead");
+                    None
+                }
             }
-        })
-        .map_err(|e| Error::Watch {
-            path: inner.path.clone(),
-            message: e.to_string(),
-        })?;
-        watcher
-            .watch(parent_dir(&inner.path), notify::RecursiveMode::NonRecursive)
-            .map_err(|e| Error::Watch {
-                path: inner.path.clone(),
-                message: e.to_string(),
-            })?;
+        } else {
+            None
+        };
         let path_for_error = inner.path.clone();
         let inner = Arc::clone(inner);
         let poll = inner.options.poll_interval;
@@ -465,11 +458,33 @@ impl Watch {
             })
             .map_err(|e| Error::io(path_for_error, "spawn watch thread", e))?;
         Ok(Watch {
-            watcher: Some(watcher),
+            watcher,
             tx: Some(tx),
             thread: Some(thread),
         })
     }
+}
+
+/// Watches the store's directory (the file itself is replaced by rename, so a watch on its inode
+/// would go stale) and forwards events about the store file.
+fn start_notify(path: &Path, tx: mpsc::Sender<Msg>) -> Result<notify::RecommendedWatcher, String> {
+    use notify::Watcher as _;
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref())
+        {
+            let _ = tx.send(Msg::Changed);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    watcher
+        .watch(parent_dir(path), notify::RecursiveMode::NonRecursive)
+        .map_err(|e| e.to_string())?;
+    Ok(watcher)
 }
 
 impl Drop for Watch {

@@ -1,6 +1,6 @@
 //! A certificate store compatible with Traefik's `acme.json`.
 //!
-//! - [`format`] reads every generation (legacy <= 1.5, 1.6-1.7, 2.x/3.x), detects it by value
+//! - [`format`](mod@format) reads every generation (legacy <= 1.5, 1.6-1.7, 2.x/3.x), detects it by value
 //!   shape, keeps unknown fields, and writes byte-identical Go `MarshalIndent` output.
 //! - [`AcmeDocument`] is the typed document; [`CertEntry`] a decoded, serving-ready certificate;
 //!   [`Problem`] a stored entry that cannot be served (kept untouched on write).

@@ -206,9 +206,19 @@ fn updates_from_other_instances_are_merged_not_lost() {
 
 #[test]
 fn watch_publishes_changes_made_by_another_writer() {
+    watch_sees_change(true);
+}
+
+#[test]
+fn polling_alone_also_sees_changes() {
+    watch_sees_change(false);
+}
+
+fn watch_sees_change(notify: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("acme.json");
     let opts = FileStoreOptions {
+        notify,
         poll_interval: Duration::from_millis(200),
         ..FileStoreOptions::default()
     };

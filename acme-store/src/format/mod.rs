@@ -118,7 +118,7 @@ impl AcmeDocument {
         parse(bytes)
     }
 
-    /// Serialises in the document's own generation, as Go would; see [`write`].
+    /// Serialises in the document's own generation, as Go would; see [`write()`].
     pub fn to_json(&self) -> Result<String, FormatError> {
         write(self)
     }
