@@ -17,8 +17,10 @@ mod error;
 pub mod lb;
 pub mod lease;
 pub mod routes;
+pub mod secrets;
 
 pub use error::Error;
 pub use lb::{LbConfig, LbController, Pool};
 pub use lease::{LeaseConfig, LeaseElector};
 pub use routes::{Backend, IngressWatcher, Published, WatchConfig};
+pub use secrets::{SecretStore, SecretStoreConfig};
