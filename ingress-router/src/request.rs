@@ -134,7 +134,7 @@ pub(crate) const MAX_HOST: usize = 256;
 /// Normalises a raw host into `buf` without allocating: strips IPv6 brackets or a `:port`, one
 /// trailing dot, and lowercases ASCII. `None` for an empty or over-long host, which then matches
 /// only rules without a host condition.
-pub(crate) fn normalize_host<'b>(raw: &str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
+pub(crate) fn normalize_host<'b>(raw: &'b str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         match rest.find(']') {
@@ -156,6 +156,10 @@ pub(crate) fn normalize_host<'b>(raw: &str, buf: &'b mut [u8; MAX_HOST]) -> Opti
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > MAX_HOST {
         return None;
+    }
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        // The common case: already lowercase, no copy.
+        return Some(host);
     }
     let out = &mut buf[..host.len()];
     out.copy_from_slice(host.as_bytes());

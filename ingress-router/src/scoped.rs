@@ -1,52 +1,71 @@
 //! A string-keyed map partitioned by a numeric scope, looked up with a borrowed `&str`.
 //!
-//! One such map holds every edge of every per-host path trie (scope = parent node) and every
-//! exact path of every host (scope = host id), so a table with 100k routes has a handful of large
-//! hash tables instead of 100k small ones: faster to build and to look up, and lookups borrow the
-//! request's segments without allocating.
+//! One such map holds every edge of every per-host path trie (scope = parent node), so a table
+//! with 100k routes has one large hash table instead of 100k small ones: faster to build, and a
+//! lookup is one probe keyed by `(scope, hash(key))` whose slot holds the key and value inline
+//! (one key comparison to confirm). Lookups borrow the request's segments: no allocation.
+//! Distinct keys whose 64-bit hashes collide within a scope are kept in a spill list.
+
+use std::collections::hash_map::Entry;
+use std::marker::PhantomData;
 
 use crate::hash::{FxMap, hash_str};
 
-const NONE: u32 = u32::MAX;
+/// How keys are hashed (a type parameter so tests can force collisions).
+pub(crate) trait KeyHash {
+    fn hash(key: &str) -> u64;
+}
+
+/// The production key hash.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FxKey;
+
+impl KeyHash for FxKey {
+    #[inline]
+    fn hash(key: &str) -> u64 {
+        hash_str(key)
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Slot<V> {
-    scope: u32,
     key: Box<str>,
     value: V,
-    /// Next slot with the same (scope, hash): collisions are chained, never merged.
-    next: u32,
+    /// Another key with the same (scope, hash) lives in `spill`.
+    collided: bool,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct ScopedMap<V> {
-    index: FxMap<(u32, u64), u32>,
-    slots: Vec<Slot<V>>,
+pub(crate) struct ScopedMap<V, H = FxKey> {
+    map: FxMap<(u32, u64), Slot<V>>,
+    spill: Vec<(u32, Box<str>, V)>,
+    hash: PhantomData<H>,
 }
 
-impl<V> Default for ScopedMap<V> {
+impl<V, H> Default for ScopedMap<V, H> {
     fn default() -> Self {
         ScopedMap {
-            index: FxMap::default(),
-            slots: Vec::new(),
+            map: FxMap::default(),
+            spill: Vec::new(),
+            hash: PhantomData,
         }
     }
 }
 
-impl<V> ScopedMap<V> {
+impl<V, H: KeyHash> ScopedMap<V, H> {
     #[inline]
     pub(crate) fn get(&self, scope: u32, key: &str) -> Option<&V> {
-        let mut i = *self.index.get(&(scope, hash_str(key)))?;
-        loop {
-            let slot = &self.slots[i as usize];
-            if slot.scope == scope && &*slot.key == key {
-                return Some(&slot.value);
-            }
-            if slot.next == NONE {
-                return None;
-            }
-            i = slot.next;
+        let slot = self.map.get(&(scope, H::hash(key)))?;
+        if &*slot.key == key {
+            return Some(&slot.value);
         }
+        if !slot.collided {
+            return None;
+        }
+        self.spill
+            .iter()
+            .find(|(s, k, _)| *s == scope && &**k == key)
+            .map(|(_, _, v)| v)
     }
 
     /// The value for (scope, key), inserting `make()` first if absent.
@@ -56,36 +75,40 @@ impl<V> ScopedMap<V> {
         key: &str,
         make: impl FnOnce() -> V,
     ) -> &mut V {
-        let h = hash_str(key);
-        let new_index = u32::try_from(self.slots.len()).expect("fewer than 2^32 keys");
-        match self.index.get(&(scope, h)).copied() {
-            None => {
-                self.index.insert((scope, h), new_index);
+        match self.map.entry((scope, H::hash(key))) {
+            Entry::Vacant(v) => {
+                &mut v
+                    .insert(Slot {
+                        key: key.into(),
+                        value: make(),
+                        collided: false,
+                    })
+                    .value
             }
-            Some(mut i) => loop {
-                let slot = &self.slots[i as usize];
-                if slot.scope == scope && &*slot.key == key {
-                    return &mut self.slots[i as usize].value;
+            Entry::Occupied(o) => {
+                let slot = o.into_mut();
+                if &*slot.key == key {
+                    return &mut slot.value;
                 }
-                if slot.next == NONE {
-                    self.slots[i as usize].next = new_index;
-                    break;
-                }
-                i = slot.next;
-            },
+                slot.collided = true;
+                let at = match self
+                    .spill
+                    .iter()
+                    .position(|(s, k, _)| *s == scope && &**k == key)
+                {
+                    Some(at) => at,
+                    None => {
+                        self.spill.push((scope, key.into(), make()));
+                        self.spill.len() - 1
+                    }
+                };
+                &mut self.spill[at].2
+            }
         }
-        self.slots.push(Slot {
-            scope,
-            key: key.into(),
-            value: make(),
-            next: NONE,
-        });
-        &mut self.slots.last_mut().expect("just pushed").value
     }
 
     pub(crate) fn reserve(&mut self, n: usize) {
-        self.index.reserve(n);
-        self.slots.reserve(n);
+        self.map.reserve(n);
     }
 }
 
@@ -95,7 +118,7 @@ mod tests {
 
     #[test]
     fn scopes_are_separate() {
-        let mut m = ScopedMap::default();
+        let mut m: ScopedMap<i32> = ScopedMap::default();
         *m.get_or_insert_with(1, "a", || 0) = 10;
         *m.get_or_insert_with(2, "a", || 0) = 20;
         *m.get_or_insert_with(1, "a", || 0) += 1;
@@ -103,5 +126,29 @@ mod tests {
         assert_eq!(m.get(2, "a"), Some(&20));
         assert_eq!(m.get(3, "a"), None);
         assert_eq!(m.get(1, "b"), None);
+    }
+
+    struct Colliding;
+    impl KeyHash for Colliding {
+        fn hash(_: &str) -> u64 {
+            7
+        }
+    }
+
+    #[test]
+    fn colliding_keys_stay_distinct() {
+        let mut m: ScopedMap<u32, Colliding> = ScopedMap::default();
+        for (i, k) in ["a", "b", "c", "a/b"].iter().enumerate() {
+            *m.get_or_insert_with(1, k, || 0) = i as u32 + 1;
+        }
+        *m.get_or_insert_with(2, "b", || 0) = 20;
+        *m.get_or_insert_with(1, "c", || 0) += 10;
+        assert_eq!(m.get(1, "a"), Some(&1));
+        assert_eq!(m.get(1, "b"), Some(&2));
+        assert_eq!(m.get(1, "c"), Some(&13));
+        assert_eq!(m.get(1, "a/b"), Some(&4));
+        assert_eq!(m.get(2, "b"), Some(&20));
+        assert_eq!(m.get(2, "a"), None);
+        assert_eq!(m.get(1, "d"), None);
     }
 }

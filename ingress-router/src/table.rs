@@ -12,8 +12,11 @@
 //!   negations) sit in a rank-ordered list that is scanned only while its ranks can still beat
 //!   the indexed candidate. First match by rank is thus preserved exactly.
 //! * **Ingress paths**: exact-host map, wildcard-suffix map and host-less virtual host; per
-//!   virtual host an exact-path map and a segment-wise prefix trie; the best rank along the trie
-//!   walk is the longest path (ties as the spec says).
+//!   virtual host a segment-wise trie whose nodes carry the best Prefix path ending there and
+//!   the best Exact path equal to the node's path (so the exact-path map is folded into the
+//!   trie: a path is `Exact`-equal iff the walk consumes every segment). The best rank along the
+//!   walk is the longest path (ties as the spec says). All trie edges of all hosts live in one
+//!   hash table keyed by (parent node, segment).
 //! * **Ingress default backend**: the oldest.
 
 use crate::RouterError;
@@ -94,7 +97,7 @@ impl<B> TableBuilder<B> {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct FileBucket {
     /// Best rank of rules with no path condition.
     all: u32,
@@ -105,23 +108,17 @@ struct FileBucket {
 
 #[derive(Debug, Clone, Default)]
 struct FileIndex {
-    exact_hosts: FxMap<Box<str>, u32>,
-    wildcard_hosts: FxMap<Box<str>, u32>,
-    /// Bucket of rules without a host condition (also `Host(`*`)`); `NONE` if there are none.
-    any_host: u32,
-    buckets: Vec<FileBucketBuild>,
-    frozen: Vec<FileBucket>,
+    /// Bucket id and bucket per exact host (inline: one probe reaches everything).
+    exact_hosts: FxMap<Box<str>, (u32, FileBucket)>,
+    /// Same, per wildcard suffix (`*.a.com` -> `a.com`).
+    wildcard_hosts: FxMap<Box<str>, (u32, FileBucket)>,
+    /// Rules without a host condition (also `Host(`*`)`).
+    any_host: Option<(u32, FileBucket)>,
+    next_bucket: u32,
     exact_paths: ScopedMap<u32>,
     prefixes: ScopedMap<u32>,
     /// Ranks of the rules that need full evaluation, ascending.
     linear: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct FileBucketBuild {
-    all: Option<u32>,
-    has_exact: bool,
-    prefix_lens: Vec<u32>,
 }
 
 /// One conjunction of an indexable rule.
@@ -177,29 +174,36 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
 }
 
 impl FileIndex {
-    fn bucket(&mut self, host: &HostPat) -> u32 {
-        let next = u32::try_from(self.buckets.len()).expect("fewer than 2^32 buckets");
-        let id = match host {
-            HostPat::Any => {
-                if self.any_host == NONE {
-                    self.any_host = next;
-                }
-                self.any_host
-            }
-            HostPat::Exact(h) => *self.exact_hosts.entry(h.as_str().into()).or_insert(next),
-            HostPat::Wildcard(s) => *self.wildcard_hosts.entry(s.as_str().into()).or_insert(next),
+    fn bucket(&mut self, host: &HostPat) -> &mut (u32, FileBucket) {
+        let next = self.next_bucket;
+        let fresh = || {
+            (
+                next,
+                FileBucket {
+                    all: NONE,
+                    ..FileBucket::default()
+                },
+            )
         };
-        if id == next {
-            self.buckets.push(FileBucketBuild::default());
+        let slot = match host {
+            HostPat::Any => self.any_host.get_or_insert_with(fresh),
+            HostPat::Exact(h) => self
+                .exact_hosts
+                .entry(h.as_str().into())
+                .or_insert_with(fresh),
+            HostPat::Wildcard(s) => self
+                .wildcard_hosts
+                .entry(s.as_str().into())
+                .or_insert_with(fresh),
+        };
+        if slot.0 == next {
+            self.next_bucket += 1;
         }
-        id
+        slot
     }
 
     fn build<B>(prepared: &Prepared<B>) -> FileIndex {
-        let mut ix = FileIndex {
-            any_host: NONE,
-            ..FileIndex::default()
-        };
+        let mut ix = FileIndex::default();
         for (rank, f) in prepared.file.iter().enumerate() {
             let rank = rank as u32;
             let Some(conjs) = dnf(&f.rule) else {
@@ -207,45 +211,33 @@ impl FileIndex {
                 continue;
             };
             for c in conjs {
-                let b = ix.bucket(c.host.as_ref().unwrap_or(&HostPat::Any));
+                let (id, bucket) = ix.bucket(c.host.as_ref().unwrap_or(&HostPat::Any));
+                let id = *id;
                 match c.path {
-                    None => {
-                        let all = &mut ix.buckets[b as usize].all;
-                        *all = Some(all.map_or(rank, |r| r.min(rank)));
-                    }
+                    None => bucket.all = bucket.all.min(rank),
                     Some((true, p)) => {
-                        ix.buckets[b as usize].has_exact = true;
-                        let r = ix.exact_paths.get_or_insert_with(b, &p, || rank);
+                        bucket.has_exact = true;
+                        let r = ix.exact_paths.get_or_insert_with(id, &p, || rank);
                         *r = (*r).min(rank);
                     }
                     Some((false, p)) => {
                         let len = u32::try_from(p.len()).unwrap_or(u32::MAX);
-                        let lens = &mut ix.buckets[b as usize].prefix_lens;
-                        if let Err(at) = lens.binary_search(&len) {
+                        if let Err(at) = bucket.prefix_lens.binary_search(&len) {
+                            let mut lens = bucket.prefix_lens.to_vec();
                             lens.insert(at, len);
+                            bucket.prefix_lens = lens.into_boxed_slice();
                         }
-                        let r = ix.prefixes.get_or_insert_with(b, &p, || rank);
+                        let r = ix.prefixes.get_or_insert_with(id, &p, || rank);
                         *r = (*r).min(rank);
                     }
                 }
             }
         }
-        ix.frozen = ix
-            .buckets
-            .iter()
-            .map(|b| FileBucket {
-                all: b.all.unwrap_or(NONE),
-                has_exact: b.has_exact,
-                prefix_lens: b.prefix_lens.clone().into_boxed_slice(),
-            })
-            .collect();
-        ix.buckets = Vec::new();
         ix
     }
 
     #[inline]
-    fn bucket_best(&self, id: u32, path: &str, mut best: u32) -> u32 {
-        let b = &self.frozen[id as usize];
+    fn bucket_best(&self, id: u32, b: &FileBucket, path: &str, mut best: u32) -> u32 {
         best = best.min(b.all);
         if b.has_exact
             && let Some(&r) = self.exact_paths.get(id, path)
@@ -270,18 +262,18 @@ impl FileIndex {
     #[inline]
     fn lookup<B>(&self, prepared: &Prepared<B>, req: &Normalized<'_>) -> u32 {
         let mut best = NONE;
-        if self.any_host != NONE {
-            best = self.bucket_best(self.any_host, req.path, best);
+        if let Some((id, b)) = &self.any_host {
+            best = self.bucket_best(*id, b, req.path, best);
         }
         if let Some(h) = req.host {
-            if let Some(&b) = self.exact_hosts.get(h) {
-                best = self.bucket_best(b, req.path, best);
+            if let Some((id, b)) = self.exact_hosts.get(h) {
+                best = self.bucket_best(*id, b, req.path, best);
             }
             if !self.wildcard_hosts.is_empty()
                 && let Some((_, rest)) = split_first_label(h)
-                && let Some(&b) = self.wildcard_hosts.get(rest)
+                && let Some((id, b)) = self.wildcard_hosts.get(rest)
             {
-                best = self.bucket_best(b, req.path, best);
+                best = self.bucket_best(*id, b, req.path, best);
             }
         }
         for &rank in &self.linear {
@@ -296,114 +288,161 @@ impl FileIndex {
     }
 }
 
+/// A node of a virtual host's segment trie: its id (the scope of its children's edges) and the
+/// best ranks of the Prefix paths ending here and of the Exact path equal to it.
 #[derive(Debug, Clone, Copy)]
-struct VHost {
-    root: u32,
-    has_exact: bool,
+struct Node {
+    id: u32,
+    prefix: u32,
+    exact: u32,
 }
 
 #[derive(Debug, Clone, Default)]
 struct IngressIndex {
-    exact_hosts: FxMap<Box<str>, u32>,
-    wildcard_hosts: FxMap<Box<str>, u32>,
-    any_host: Option<u32>,
-    vhosts: Vec<VHost>,
-    exact_paths: ScopedMap<u32>,
-    /// Best rank of a Prefix path ending at each trie node.
-    nodes: Vec<u32>,
-    edges: ScopedMap<u32>,
+    /// Trie root per precise host.
+    exact_hosts: FxMap<Box<str>, Node>,
+    /// Trie root per wildcard suffix.
+    wildcard_hosts: FxMap<Box<str>, Node>,
+    /// Trie root of the host-less rules.
+    any_host: Option<Node>,
+    /// Every trie edge: (parent id, segment) -> child.
+    edges: ScopedMap<Node>,
+    next_id: u32,
+}
+
+/// The `/`-separated segments of an absolute path (`/` is one empty segment).
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.strip_prefix('/')
+        .into_iter()
+        .flat_map(|rest| rest.split('/'))
 }
 
 impl IngressIndex {
-    fn vhost(&mut self, host: &HostPat) -> u32 {
-        let next = u32::try_from(self.vhosts.len()).expect("fewer than 2^32 hosts");
-        let id = match host {
-            HostPat::Any => *self.any_host.get_or_insert(next),
-            HostPat::Exact(h) => *self.exact_hosts.entry(h.as_str().into()).or_insert(next),
-            HostPat::Wildcard(s) => *self.wildcard_hosts.entry(s.as_str().into()).or_insert(next),
+    fn fresh(&mut self) -> Node {
+        let n = Node {
+            id: self.next_id,
+            prefix: NONE,
+            exact: NONE,
         };
-        if id == next {
-            let root = u32::try_from(self.nodes.len()).expect("fewer than 2^32 nodes");
-            self.nodes.push(NONE);
-            self.vhosts.push(VHost {
-                root,
-                has_exact: false,
-            });
+        self.next_id += 1;
+        n
+    }
+
+    /// The node reached from `host`'s root by `segs`, created as needed.
+    fn node<'s>(&mut self, host: &HostPat, segs: impl Iterator<Item = &'s str>) -> &mut Node {
+        let root = match host {
+            HostPat::Any => self.any_host.map(|n| n.id),
+            HostPat::Exact(h) => self.exact_hosts.get(h.as_str()).map(|n| n.id),
+            HostPat::Wildcard(s) => self.wildcard_hosts.get(s.as_str()).map(|n| n.id),
+        };
+        let root = match root {
+            Some(id) => id,
+            None => {
+                let n = self.fresh();
+                match host {
+                    HostPat::Any => self.any_host = Some(n),
+                    HostPat::Exact(h) => {
+                        self.exact_hosts.insert(h.as_str().into(), n);
+                    }
+                    HostPat::Wildcard(s) => {
+                        self.wildcard_hosts.insert(s.as_str().into(), n);
+                    }
+                }
+                n.id
+            }
+        };
+        let segs: Vec<&str> = segs.collect();
+        let Some((last, init)) = segs.split_last() else {
+            return match host {
+                HostPat::Any => self.any_host.as_mut().expect("root created above"),
+                HostPat::Exact(h) => self
+                    .exact_hosts
+                    .get_mut(h.as_str())
+                    .expect("root created above"),
+                HostPat::Wildcard(s) => self
+                    .wildcard_hosts
+                    .get_mut(s.as_str())
+                    .expect("root created above"),
+            };
+        };
+        let mut parent = root;
+        for seg in init {
+            let fresh = Node {
+                id: self.next_id,
+                prefix: NONE,
+                exact: NONE,
+            };
+            let child = *self.edges.get_or_insert_with(parent, seg, || fresh);
+            if child.id == fresh.id {
+                self.next_id += 1;
+            }
+            parent = child.id;
         }
-        id
+        let fresh = Node {
+            id: self.next_id,
+            prefix: NONE,
+            exact: NONE,
+        };
+        let next = &mut self.next_id;
+        let node = self.edges.get_or_insert_with(parent, last, || fresh);
+        if node.id == fresh.id {
+            *next += 1;
+        }
+        node
     }
 
     fn build<B>(prepared: &Prepared<B>) -> IngressIndex {
         let mut ix = IngressIndex::default();
-        ix.exact_paths.reserve(prepared.paths.len());
         ix.edges.reserve(prepared.paths.len());
         for (rank, p) in prepared.paths.iter().enumerate() {
             let rank = rank as u32;
-            let v = ix.vhost(&p.host);
             if p.exact {
-                ix.vhosts[v as usize].has_exact = true;
-                let r = ix.exact_paths.get_or_insert_with(v, &p.written, || rank);
-                *r = (*r).min(rank);
-                continue;
+                let node = ix.node(&p.host, segments(&p.written));
+                node.exact = node.exact.min(rank);
+            } else {
+                let node = ix.node(&p.host, segments(&p.prefix));
+                node.prefix = node.prefix.min(rank);
             }
-            let mut node = ix.vhosts[v as usize].root;
-            if let Some(rest) = p.prefix.strip_prefix('/') {
-                for seg in rest.split('/') {
-                    let fresh = u32::try_from(ix.nodes.len()).expect("fewer than 2^32 nodes");
-                    let child = *ix.edges.get_or_insert_with(node, seg, || fresh);
-                    if child == fresh {
-                        ix.nodes.push(NONE);
-                    }
-                    node = child;
-                }
-            }
-            let best = &mut ix.nodes[node as usize];
-            *best = (*best).min(rank);
         }
         ix
     }
 
+    /// The trie root of the virtual host serving `host` (virtual host first).
     #[inline]
-    fn select_vhost(&self, host: Option<&str>) -> Option<u32> {
+    fn select_vhost(&self, host: Option<&str>) -> Option<Node> {
         if let Some(h) = host {
-            if let Some(&v) = self.exact_hosts.get(h) {
-                return Some(v);
+            if let Some(&n) = self.exact_hosts.get(h) {
+                return Some(n);
             }
             if !self.wildcard_hosts.is_empty()
                 && let Some((_, rest)) = split_first_label(h)
-                && let Some(&v) = self.wildcard_hosts.get(rest)
+                && let Some(&n) = self.wildcard_hosts.get(rest)
             {
-                return Some(v);
+                return Some(n);
             }
         }
         self.any_host
     }
 
-    /// Rank of the winning Ingress path.
+    /// Rank of the winning Ingress path: the best along the trie walk, plus the Exact path of
+    /// the node the whole path leads to.
     #[inline]
     fn lookup(&self, req: &Normalized<'_>) -> u32 {
-        let Some(v) = self.select_vhost(req.host) else {
+        let Some(mut node) = self.select_vhost(req.host) else {
             return NONE;
         };
-        let vhost = self.vhosts[v as usize];
-        let mut best = NONE;
-        if vhost.has_exact
-            && let Some(&r) = self.exact_paths.get(v, req.path)
-        {
-            best = r;
-        }
-        let mut node = vhost.root;
-        best = best.min(self.nodes[node as usize]);
+        let mut best = node.prefix;
         if let Some(rest) = req.path.strip_prefix('/') {
             for seg in rest.split('/') {
-                match self.edges.get(node, seg) {
+                match self.edges.get(node.id, seg) {
                     Some(&child) => {
                         node = child;
-                        best = best.min(self.nodes[node as usize]);
+                        best = best.min(node.prefix);
                     }
-                    None => break,
+                    None => return best,
                 }
             }
+            best = best.min(node.exact);
         }
         best
     }
@@ -497,5 +536,10 @@ impl<B> Table<B> {
     /// Number of file routes that need full evaluation (not served from the indexes).
     pub fn unindexed_rules(&self) -> usize {
         self.file.linear.len()
+    }
+
+    /// Number of trie nodes (all virtual hosts), for capacity reporting.
+    pub fn trie_nodes(&self) -> usize {
+        self.ingress.next_id as usize
     }
 }
