@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fairway-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
+# Toolchains as installed on the project's machines (rustup, Go), in case the caller's PATH lacks them.
+export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
 
 # System packages the tests and benches drive for real: openssl s_client (TLS tests), Pebble (ACME),
 # iproute2/ping/tcpdump (network-namespace VIP tests), and the peers of the side-by-side benches.
@@ -28,6 +30,11 @@ fi
 
 step() { echo; echo "== $*"; }
 
+# The k8s-glue tests start a real kube-apiserver and etcd, built once from pinned Go modules and
+# cached by version outside the clone (~4 min the first time, instant afterwards).
+step "kube-apiserver + etcd test binaries"
+bash scripts/build-kube-testbin.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -41,8 +48,10 @@ step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "cargo package (library crates)"
-cargo package --locked --no-verify -q \
-  -p acme-store -p ingress-router -p tls-acceptor -p ingress-proxy -p vip-failover
+# Each library crate must be publishable on its own: package and verify-build every one of them
+# (cargo resolves their path dependencies on each other through a temporary local registry).
+cargo package --locked -q \
+  -p acme-store -p ingress-router -p tls-acceptor -p ingress-proxy -p vip-failover -p acme-issuer -p k8s-glue
 
 echo
 echo "== all checks passed"
