@@ -79,6 +79,46 @@ pub async fn serve(listener: TcpListener, registry: Http01Registry) {
     }
 }
 
+/// Serve HTTP-01 challenges on `addr` only while `leadership` says this replica leads.
+///
+/// For replicas on one host sharing one challenge address: the standbys do not listen, the
+/// leader binds the address when it wins (retrying while a deposed or dying leader still holds
+/// it) and releases it when it loses. The kernel closes a killed leader's socket, so the next
+/// leader takes the address over at once. Runs until dropped.
+pub async fn serve_while_leader(
+    addr: std::net::SocketAddr,
+    registry: Http01Registry,
+    mut leadership: tokio::sync::watch::Receiver<crate::Leadership>,
+) {
+    loop {
+        if leadership.wait_for(|l| l.is_leader).await.is_err() {
+            return;
+        }
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => break Some(l),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "challenge address busy; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if !leadership.borrow().is_leader {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(listener) = listener else { continue };
+        tracing::info!(%addr, "serving HTTP-01 challenges while leading");
+        tokio::select! {
+            () = serve(listener, registry.clone()) => {}
+            lost = leadership.wait_for(|l| !l.is_leader) => {
+                if lost.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,6 +436,9 @@ impl Worker {
             };
             match result {
                 Ok(resumed) => {
+                    // Re-plan at once: the next round re-reads the store and reports the new
+                    // certificate's expiry.
+                    wake = SystemTime::now();
                     self.backoff.remove(&key);
                     self.count(if resumed {
                         outcome::RESUMED

@@ -23,6 +23,7 @@ mod error;
 pub mod http01;
 pub mod issuer;
 pub mod key;
+pub mod metrics;
 pub mod order;
 pub mod policy;
 pub mod solvers;

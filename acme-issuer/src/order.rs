@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AuthorizationStatus, Identifier, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, ChallengeStatus, Identifier, NewOrder, Order, OrderStatus,
+    RetryPolicy,
 };
 use tokio::sync::watch;
 
@@ -229,6 +230,7 @@ impl OrderRun<'_> {
             result = nonce_retry!(self.account.new_order(&NewOrder::new(&identifiers)).await);
         }
         let order = result.map_err(self.err(Step::NewOrder))?;
+        tracing::info!(domain = %main, url = %order.url(), epoch = self.epoch, "order created");
         (self.save_pending)(&PendingOrder {
             domains: self.request.domains.clone(),
             order_url: order.url().to_owned(),
@@ -292,9 +294,12 @@ impl OrderRun<'_> {
                     reason: format!("presenting {}: {reason}", kind.as_str()),
                 })?;
             presented.push(data);
-            self.ensure_leader()?;
-            nonce_retry!(challenge.set_ready().await)
-                .map_err(|e| acme_error(&domain, Step::Validation, e))?;
+            // A resumed order may already have asked for validation; asking again is an error.
+            if challenge.status == ChallengeStatus::Pending {
+                self.ensure_leader()?;
+                nonce_retry!(challenge.set_ready().await)
+                    .map_err(|e| acme_error(&domain, Step::Validation, e))?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,170 @@
+//! fairway-controller + fairway-proxy against a real Pebble: the proxy's plain entrypoint is
+//! Pebble's `httpPort` and forwards `/.well-known/acme-challenge/*` to the controller, the
+//! controller issues into `acme.json`, the proxy picks the certificate up and serves it, and a
+//! client trusting only Pebble's root completes a verified handshake.
+
+mod controller_common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller_common::pebble::{Pebble, PebbleOptions, free_port, install_crypto};
+use controller_common::{http_get, metric, spawn_controller, wait_until};
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn verified_handshake(port: u16, name: &str, root_pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_issues_and_proxy_serves_verified_certificate() {
+    install_crypto();
+    let (web, websecure, challenge, admin) = (
+        free_port(false),
+        free_port(false),
+        free_port(false),
+        free_port(false),
+    );
+    let pebble = Pebble::start(PebbleOptions::new(web, free_port(false))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fairway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[entrypoints.web]
+address = "127.0.0.1:{web}"
+
+[entrypoints.websecure]
+address = "127.0.0.1:{websecure}"
+tls = {{ alpn = ["http/1.1"] }}
+
+[routers.app]
+rule = "Host(`app.fairway.test`) || Host(`www.app.fairway.test`)"
+service = "app"
+tls = {{ cert_resolver = "pebble" }}
+
+[services.app]
+respond = {{ status = 200, body = "hello\n" }}
+
+[tls]
+store = "acme.json"
+
+[acme_challenge]
+forward_to = "http://127.0.0.1:{challenge}"
+
+[acme]
+challenge_address = "127.0.0.1:{challenge}"
+admin_address = "127.0.0.1:{admin}"
+leader_retry_ms = 100
+
+[acme.resolvers.pebble]
+directory = "{dir_url}"
+email = "ops@fairway.test"
+ca_bundle = "{ca}"
+"#,
+            dir_url = pebble.directory_url,
+            ca = pebble.listener_ca_path.display(),
+        ),
+    )
+    .unwrap();
+
+    let check = Command::new(env!("CARGO_BIN_EXE_fairway-controller"))
+        .args(["--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("1 certificates"));
+
+    let log = dir.path().join("controller.log");
+    let _controller = KillOnDrop(spawn_controller(&config, &log));
+    let proxy_log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+    let _proxy = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_fairway-proxy"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(proxy_log))
+            .spawn()
+            .expect("start fairway-proxy"),
+    );
+
+    let root = pebble.root_pem().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    loop {
+        let last = match verified_handshake(websecure, "www.app.fairway.test", &root).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "no verified handshake within 45 s (last error: {last})\ncontroller log:\n{}\nproxy log:\n{}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default(),
+                std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default(),
+                pebble.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    verified_handshake(websecure, "app.fairway.test", &root)
+        .await
+        .unwrap();
+
+    let body = wait_until(Duration::from_secs(5), "admin /metrics", || {
+        http_get(admin, "/metrics").filter(|b| b.contains("fairway_acme_is_leader"))
+    });
+    assert_eq!(metric(&body, "fairway_acme_is_leader"), Some(1.0), "{body}");
+    assert_eq!(
+        metric(&body, "fairway_acme_certificates_managed"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "fairway_acme_orders_total{outcome=\"issued\"}"),
+        Some(1.0),
+        "{body}"
+    );
+    let expiry = metric(
+        &body,
+        "fairway_acme_certificate_expiry_seconds{resolver=\"pebble\",domain=\"app.fairway.test\"}",
+    );
+    assert!(expiry.is_some_and(|s| s > 86_400.0), "{body}");
+}
