@@ -5,12 +5,15 @@
 //!
 //! ```text
 //! cargo run --release -p tls-acceptor --example tls_hello -- \
-//!     --listen 127.0.0.1:8443 [--cert cert.pem --key key.pem] [--threads 1]
+//!     --listen 127.0.0.1:8443 [--cert cert.pem --key key.pem] [--threads 1] [--tickets 1]
 //! ```
+//! `--tickets 0` turns TLS 1.3 resumption off (every handshake is a full one).
 //! Without `--cert`/`--key` it serves the generated `FAIRWAY DEFAULT CERT`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tls_acceptor::{ALPN_HTTP11, Accepted, Acceptor, DefaultCertificate, TlsContext, TlsSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,12 +21,19 @@ use tokio::net::TcpListener;
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nserver: fairway\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nHello, world\n";
+/// Handshake counters, printed to stderr once a second while they change, so a benchmark can
+/// check what kind of handshakes it measured.
+static FULL: AtomicU64 = AtomicU64::new(0);
+static RESUMED: AtomicU64 = AtomicU64::new(0);
+
+const RESPONSE_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nserver: fairway\r\ncontent-type: text/plain\r\ncontent-length: 13\r\nconnection: close\r\n\r\nHello, world\n";
 
 struct Args {
     listen: SocketAddr,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     threads: usize,
+    tickets: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         cert: None,
         key: None,
         threads: 1,
+        tickets: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,6 +51,9 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
             "--cert" => args.cert = Some(value()?.into()),
             "--key" => args.key = Some(value()?.into()),
+            "--tickets" => {
+                args.tickets = value()?.parse().map_err(|e| format!("--tickets: {e}"))?
+            }
             "--threads" => {
                 args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
             }
@@ -58,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let tls = TlsContext::new(TlsSettings {
         default_certificate,
+        tls13_tickets: args.tickets,
         ..TlsSettings::default()
     })?;
     let acceptor = tls.acceptor(&[ALPN_HTTP11])?;
@@ -74,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async move {
         let listener = TcpListener::bind(args.listen).await?;
         eprintln!("tls_hello listening on https://{}", listener.local_addr()?);
+        tokio::spawn(report_handshakes());
         loop {
             let (tcp, _) = listener.accept().await?;
             let acceptor = acceptor.clone();
@@ -86,6 +102,11 @@ async fn serve(acceptor: Acceptor, tcp: tokio::net::TcpStream) {
     let Ok(Accepted::Connection(mut conn)) = acceptor.accept(tcp).await else {
         return;
     };
+    if conn.info().resumed() {
+        RESUMED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        FULL.fetch_add(1, Ordering::Relaxed);
+    }
     let mut buf = vec![0u8; 8192];
     let mut filled = 0;
     loop {
@@ -96,11 +117,22 @@ async fn serve(acceptor: Acceptor, tcp: tokio::net::TcpStream) {
         // Answer every complete request head in the buffer (pipelining), keep the rest.
         let mut answered = 0;
         let mut out = Vec::new();
+        let mut close = false;
         while let Some(end) = find_head_end(&buf[answered..filled]) {
+            let head = &buf[answered..answered + end];
             answered += end;
+            if wants_close(head) {
+                out.extend_from_slice(RESPONSE_CLOSE);
+                close = true;
+                break;
+            }
             out.extend_from_slice(RESPONSE);
         }
         if !out.is_empty() && conn.write_all(&out).await.is_err() {
+            return;
+        }
+        if close {
+            let _ = conn.shutdown().await;
             return;
         }
         buf.copy_within(answered..filled, 0);
@@ -109,6 +141,29 @@ async fn serve(acceptor: Acceptor, tcp: tokio::net::TcpStream) {
             return; // a request head larger than 8 KiB: not this example's business
         }
     }
+}
+
+async fn report_handshakes() {
+    let mut last = (0, 0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (
+            FULL.load(Ordering::Relaxed),
+            RESUMED.load(Ordering::Relaxed),
+        );
+        if now != last {
+            eprintln!("handshakes: {} full, {} resumed", now.0, now.1);
+            last = now;
+        }
+    }
+}
+
+/// `Connection: close` in the request head (any case).
+fn wants_close(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with(b"connection:") && line.windows(5).any(|w| w == b"close")
+    })
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {

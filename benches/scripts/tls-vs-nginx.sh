@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# TLS termination: Fairway's tls-acceptor vs nginx, same certificate, one worker each,
+# measured in the same run with h2load.
+#
+# What it measures: TLS TERMINATION ONLY, not proxying. Both servers answer every request
+# with a fixed 13-byte body themselves (nginx `return 200`, our `tls_hello` example on a
+# one-thread tokio runtime). Two numbers per server:
+#   full TLS 1.3 handshakes/s  - every request on a new connection (`Connection: close`).
+#                                h2load resumes sessions on reconnect, so this runs against a
+#                                second instance of each server with resumption off (nginx:
+#                                ssl_session_tickets off + ssl_session_cache off; ours:
+#                                --tickets 0); tls_hello's counters confirm 0 resumed.
+#   keep-alive HTTPS req/s     - HTTP/1.1 requests on 16 long-lived TLS connections
+# Servers are pinned to CPU 0 and h2load (one thread) to CPU 1 when there are 2+ CPUs.
+# Rounds alternate the servers; the table shows the median of the rounds.
+#
+# Usage: benches/scripts/tls-vs-nginx.sh      (env: ROUNDS=3 FULL_N=3000 KA_N=60000 CLIENTS=16)
+# Needs: nginx (Debian nginx-light), h2load (nghttp2-client), openssl, cargo.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+FULL_N=${FULL_N:-3000}
+KA_N=${KA_N:-60000}
+CLIENTS=${CLIENTS:-16}
+OURS_PORT=${OURS_PORT:-18443}
+NGINX_PORT=${NGINX_PORT:-18444}
+OURS_FULL_PORT=${OURS_FULL_PORT:-18445}
+NGINX_FULL_PORT=${NGINX_FULL_PORT:-18446}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/fairway-target}
+
+for tool in nginx h2load openssl taskset cargo; do
+    command -v "$tool" >/dev/null || { echo "tls-vs-nginx: $tool not found" >&2; exit 2; }
+done
+
+if [ "$(nproc)" -ge 2 ]; then SERVER_CPU=(taskset -c 0); CLIENT_CPU=(taskset -c 1); else SERVER_CPU=(); CLIENT_CPU=(); fi
+
+echo "building tls_hello (release)..." >&2
+cargo build --quiet --release -p tls-acceptor --example tls_hello --manifest-path "$ROOT/Cargo.toml"
+OURS_BIN="$CARGO_TARGET_DIR/release/examples/tls_hello"
+
+WORK=$(mktemp -d /tmp/tls-vs-nginx.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# One ECDSA P-256 certificate for both servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 7 \
+    -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
+chmod 600 "$WORK/key.pem"
+
+mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { default_type text/plain; return 200 "Hello, world\n"; }
+  }
+  server {
+    listen 127.0.0.1:$NGINX_FULL_PORT ssl;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    location / { default_type text/plain; return 200 "Hello, world\n"; }
+  }
+}
+CONF
+
+"${SERVER_CPU[@]}" nginx -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" &
+PIDS+=($!)
+"${SERVER_CPU[@]}" "$OURS_BIN" --listen "127.0.0.1:$OURS_PORT" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+    --threads 1 2>"$WORK/ours.log" &
+PIDS+=($!)
+"${SERVER_CPU[@]}" "$OURS_BIN" --listen "127.0.0.1:$OURS_FULL_PORT" --cert "$WORK/cert.pem" --key "$WORK/key.pem" \
+    --threads 1 --tickets 0 2>"$WORK/ours-full.log" &
+PIDS+=($!)
+
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "tls-vs-nginx: nothing listening on port $1" >&2
+    exit 1
+}
+wait_port "$OURS_PORT"
+wait_port "$NGINX_PORT"
+wait_port "$OURS_FULL_PORT"
+wait_port "$NGINX_FULL_PORT"
+
+# h2load ... -> req/s (fails the run when a request failed or TLS 1.3 was not used).
+h2() {
+    local out
+    out=$("${CLIENT_CPU[@]}" h2load --h1 -t 1 "$@" 2>&1)
+    grep -q "TLS Protocol: TLSv1.3" <<<"$out" || { echo "tls-vs-nginx: not TLS 1.3: $out" >&2; exit 1; }
+    grep -Eq "requests: .* 0 failed, 0 errored" <<<"$out" || { echo "tls-vs-nginx: failures: $out" >&2; exit 1; }
+    awk '/^finished in/ { print $4 }' <<<"$out"
+}
+
+declare -A RESULTS
+for round in $(seq "$ROUNDS"); do
+    for side in ours nginx; do
+        ka_port=$OURS_PORT full_port=$OURS_FULL_PORT
+        [ "$side" = nginx ] && ka_port=$NGINX_PORT full_port=$NGINX_FULL_PORT
+        h2 -c "$CLIENTS" -n 200 "https://127.0.0.1:$full_port/" >/dev/null # warm-up
+        full=$(h2 -c "$CLIENTS" -n "$FULL_N" -H 'Connection: close' "https://127.0.0.1:$full_port/")
+        ka=$(h2 -c "$CLIENTS" -n "$KA_N" "https://127.0.0.1:$ka_port/")
+        RESULTS[$side,full]+="$full "
+        RESULTS[$side,ka]+="$ka "
+        echo "round $round $side: full=$full hs/s keep-alive=$ka req/s" >&2
+    done
+done
+
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+sleep 1.2 # let tls_hello print its final handshake counters
+counters=$(grep -o '[0-9]* full, [0-9]* resumed' "$WORK/ours-full.log" | tail -1 || true)
+case "$counters" in
+    *" 0 resumed") ;;
+    *) echo "tls-vs-nginx: the full-handshake instance resumed sessions ($counters)" >&2; exit 1 ;;
+esac
+
+echo
+echo "TLS termination (not proxying): fairway tls-acceptor vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker each,"
+echo "ECDSA P-256, TLS 1.3, h2load $CLIENTS connections, median of $ROUNDS rounds"
+echo "(full-handshake instances have resumption off; fairway counted: $counters)"
+printf '%-28s %12s %12s %8s\n' "metric" "fairway" "nginx" "ratio"
+for metric in full ka; do
+    ours=$(median "${RESULTS[ours,$metric]}")
+    theirs=$(median "${RESULTS[nginx,$metric]}")
+    label="full TLS 1.3 handshakes/s"; [ "$metric" = ka ] && label="keep-alive HTTPS req/s"
+    printf '%-28s %12.0f %12.0f %7.2fx\n' "$label" "$ours" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN { print a / b }')"
+done
