@@ -1,1 +1,419 @@
-//! `[speaker]` section: VIP failover (filled in by the vip-failover issue).
+//! `[speaker]` section: VIP failover for `fairway-speaker`.
+//!
+//! ```toml
+//! [speaker]
+//! node = "n1"                      # this node; must be a key of `nodes`
+//! interface = "eth0"
+//! key_file = "/etc/fairway/speaker.key"   # shared HMAC key, mode 0600, >= 16 bytes
+//! mode = "kernel"                  # kernel (add the VIP to the interface) | arp-only
+//! profile = "default"              # default (100 ms × 3) | safe (250 ms × 5)
+//! # interval_ms = 100              # optional overrides of the profile
+//! # multiplier = 3
+//! quorum = false                   # announce only while a majority is visible
+//! # preempt_delay_ms = 5000        # hand VIPs back to better-ranked nodes (off by default)
+//! # refresh_secs = 30              # periodic gratuitous ARP / NA
+//! # listen = "0.0.0.0:7946"        # default: this node's address in `nodes`
+//! admin = "127.0.0.1:9901"         # optional: /metrics and /status
+//!
+//! [speaker.nodes]                  # every node and its heartbeat address
+//! n1 = "198.51.100.11:7946"
+//! n2 = "198.51.100.12:7946"
+//!
+//! [[speaker.vips]]
+//! address = "198.51.100.50"
+//! # prefix = 32                    # kernel mode: prefix length on the interface
+//! # candidates = ["n1", "n2"]      # default: every node
+//! # priorities = { n1 = 150 }      # default 100; higher wins, ties by sha256(node#vip)
+//! ```
+//!
+//! Only the `[speaker]` table is read; other sections of the shared file are ignored.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vip_failover::linux::{AddressMode, SpeakerOptions};
+use vip_failover::wire::SharedKey;
+use vip_failover::{ClusterConfig, NodeId, Timing, VipSpec};
+
+/// A problem with the `[speaker]` section, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or the section does not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (includes the field).
+        message: String,
+    },
+    /// The file has no `[speaker]` table.
+    #[error("{path}: no [speaker] section")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A field has an invalid value.
+    #[error("{path}: speaker.{field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Field path inside `[speaker]`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The key file is unusable (the key itself is never shown).
+    #[error("{path}: speaker.key_file: {source}")]
+    Key {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key error (names the key file).
+        source: vip_failover::Error,
+    },
+}
+
+/// Timing profile names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// 100 ms × 3.
+    #[default]
+    Default,
+    /// 250 ms × 5, for noisy VMs.
+    Safe,
+}
+
+/// One VIP.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipConfig {
+    /// The address.
+    pub address: IpAddr,
+    /// Prefix length when added to the interface (default /32 or /128).
+    pub prefix: Option<u8>,
+    /// Nodes allowed to hold it (default: all).
+    pub candidates: Option<Vec<String>>,
+    /// Per-node priorities (default 100).
+    #[serde(default)]
+    pub priorities: BTreeMap<String, u8>,
+}
+
+fn default_mode() -> AddressMode {
+    AddressMode::Kernel
+}
+
+/// The `[speaker]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakerConfig {
+    /// This node's name.
+    pub node: String,
+    /// Interface the VIPs live on.
+    pub interface: String,
+    /// Shared HMAC key file.
+    pub key_file: PathBuf,
+    /// Every node's heartbeat address (including this node's).
+    pub nodes: BTreeMap<String, SocketAddr>,
+    /// The VIPs.
+    pub vips: Vec<VipConfig>,
+    /// Address mode.
+    #[serde(default = "default_mode")]
+    pub mode: AddressMode,
+    /// Timing profile.
+    #[serde(default)]
+    pub profile: Profile,
+    /// Override of the profile's heartbeat interval.
+    pub interval_ms: Option<u64>,
+    /// Override of the profile's multiplier.
+    pub multiplier: Option<u32>,
+    /// Quorum mode.
+    #[serde(default)]
+    pub quorum: bool,
+    /// Delayed preemption (off when absent).
+    pub preempt_delay_ms: Option<u64>,
+    /// Periodic re-announcement.
+    pub refresh_secs: Option<u64>,
+    /// Local heartbeat bind address (default: this node's entry in `nodes`).
+    pub listen: Option<SocketAddr>,
+    /// Admin listener for `/metrics` and `/status`.
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    speaker: Option<SpeakerConfig>,
+}
+
+/// Reads the `[speaker]` section of `path` and validates it.
+pub fn load(path: &Path) -> Result<SpeakerConfig, SpeakerConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpeakerConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_toml(&text, path)
+}
+
+/// Parses the `[speaker]` section from TOML text (`path` is only used in errors).
+pub fn from_toml(text: &str, path: &Path) -> Result<SpeakerConfig, SpeakerConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| SpeakerConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })?;
+    let config = file.speaker.ok_or_else(|| SpeakerConfigError::Missing {
+        path: path.to_owned(),
+    })?;
+    config.validate(path)?;
+    Ok(config)
+}
+
+impl SpeakerConfig {
+    /// Checks cross-field rules; errors name the field path.
+    pub fn validate(&self, path: &Path) -> Result<(), SpeakerConfigError> {
+        let invalid = |field: String, message: String| SpeakerConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        if !self.nodes.contains_key(&self.node) {
+            return Err(invalid(
+                "node".into(),
+                format!("`{}` is not a key of speaker.nodes", self.node),
+            ));
+        }
+        if self.vips.is_empty() {
+            return Err(invalid(
+                "vips".into(),
+                "at least one VIP is required".into(),
+            ));
+        }
+        if self.interval_ms == Some(0) {
+            return Err(invalid("interval_ms".into(), "must be positive".into()));
+        }
+        if self.multiplier == Some(0) {
+            return Err(invalid("multiplier".into(), "must be positive".into()));
+        }
+        if self.refresh_secs == Some(0) {
+            return Err(invalid("refresh_secs".into(), "must be positive".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, vip) in self.vips.iter().enumerate() {
+            if !seen.insert(vip.address) {
+                return Err(invalid(
+                    format!("vips[{i}].address"),
+                    format!("{} listed twice", vip.address),
+                ));
+            }
+            let max = if vip.address.is_ipv4() { 32 } else { 128 };
+            if vip.prefix.is_some_and(|p| p == 0 || p > max) {
+                return Err(invalid(
+                    format!("vips[{i}].prefix"),
+                    format!("must be 1..={max}"),
+                ));
+            }
+            for n in vip.candidates.iter().flatten() {
+                if !self.nodes.contains_key(n) {
+                    return Err(invalid(
+                        format!("vips[{i}].candidates"),
+                        format!("unknown node `{n}`"),
+                    ));
+                }
+            }
+            for n in vip.priorities.keys() {
+                if !self.nodes.contains_key(n) {
+                    return Err(invalid(
+                        format!("vips[{i}].priorities"),
+                        format!("unknown node `{n}`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective failure-detection timing.
+    pub fn timing(&self) -> Timing {
+        let mut t = match self.profile {
+            Profile::Default => Timing::DEFAULT,
+            Profile::Safe => Timing::SAFE,
+        };
+        if let Some(ms) = self.interval_ms {
+            t.interval = Duration::from_millis(ms);
+            t.skew_step = t.interval / 4;
+        }
+        if let Some(m) = self.multiplier {
+            t.multiplier = m;
+        }
+        t
+    }
+
+    /// The cluster configuration shared by every node.
+    pub fn cluster(&self) -> ClusterConfig {
+        ClusterConfig {
+            nodes: self.nodes.keys().map(NodeId::new).collect(),
+            vips: self
+                .vips
+                .iter()
+                .map(|v| VipSpec {
+                    addr: v.address,
+                    candidates: v
+                        .candidates
+                        .as_ref()
+                        .map(|c| c.iter().map(NodeId::new).collect()),
+                    priorities: v
+                        .priorities
+                        .iter()
+                        .map(|(n, p)| (NodeId::new(n), *p))
+                        .collect(),
+                })
+                .collect(),
+            timing: self.timing(),
+            quorum: self.quorum,
+            preempt_delay: self.preempt_delay_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// Reads the key file and builds the driver options.
+    pub fn to_options(
+        &self,
+        path: &Path,
+        incarnation: u64,
+    ) -> Result<SpeakerOptions, SpeakerConfigError> {
+        let key =
+            SharedKey::from_file(&self.key_file).map_err(|source| SpeakerConfigError::Key {
+                path: path.to_owned(),
+                source,
+            })?;
+        let listen = self.listen.unwrap_or(self.nodes[&self.node]);
+        let peers = self
+            .nodes
+            .iter()
+            .filter(|(n, _)| **n != self.node)
+            .map(|(n, a)| (NodeId::new(n), *a))
+            .collect();
+        let mut opts = SpeakerOptions::new(
+            self.cluster(),
+            NodeId::new(&self.node),
+            self.interface.clone(),
+            listen,
+            peers,
+            key,
+            incarnation,
+        );
+        opts.address_mode = self.mode;
+        opts.prefixes = self
+            .vips
+            .iter()
+            .filter_map(|v| Some((v.address, v.prefix?)))
+            .collect();
+        if let Some(s) = self.refresh_secs {
+            opts.refresh = Duration::from_secs(s);
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[entrypoints.web]
+address = "127.0.0.1:8080"
+
+[speaker]
+node = "n1"
+interface = "eth0"
+key_file = "/nonexistent"
+profile = "safe"
+quorum = true
+admin = "127.0.0.1:9901"
+
+[speaker.nodes]
+n1 = "198.51.100.11:7946"
+n2 = "198.51.100.12:7946"
+n3 = "198.51.100.13:7946"
+
+[[speaker.vips]]
+address = "198.51.100.50"
+prefix = 24
+priorities = { n1 = 150 }
+
+[[speaker.vips]]
+address = "2001:db8::50"
+candidates = ["n2", "n3"]
+"#;
+
+    #[test]
+    fn parses_the_section_and_ignores_others() {
+        let c = from_toml(EXAMPLE, Path::new("f.toml")).unwrap();
+        assert_eq!(c.timing(), Timing::SAFE);
+        assert_eq!(c.mode, AddressMode::Kernel);
+        let cluster = c.cluster();
+        assert_eq!(cluster.nodes.len(), 3);
+        assert!(cluster.quorum);
+        assert_eq!(cluster.vips[1].candidates.as_ref().unwrap().len(), 2);
+        assert!(vip_failover::Cluster::new(&cluster).is_ok());
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let bad = EXAMPLE.replace("candidates = [\"n2\", \"n3\"]", "candidates = [\"n9\"]");
+        let e = from_toml(&bad, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "f.toml: speaker.vips[1].candidates: unknown node `n9`");
+        let bad = EXAMPLE.replace("node = \"n1\"", "node = \"x\"");
+        let e = from_toml(&bad, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: speaker.node:"), "{e}");
+        let bad = EXAMPLE.replace("profile = \"safe\"", "profile = \"fast\"");
+        let e = from_toml(&bad, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.toml") && e.contains("profile"), "{e}");
+        let e = from_toml("[proxy]\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "f.toml: no [speaker] section");
+    }
+
+    #[test]
+    fn interval_override_keeps_skew_proportional() {
+        let text = EXAMPLE.replace("profile = \"safe\"", "interval_ms = 40\nmultiplier = 4");
+        let t = from_toml(&text, Path::new("f.toml")).unwrap().timing();
+        assert_eq!(t.interval, Duration::from_millis(40));
+        assert_eq!(t.multiplier, 4);
+        assert_eq!(t.skew_step, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn key_file_errors_do_not_leak_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "short-secret").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = EXAMPLE.replace("/nonexistent", key.to_str().unwrap());
+        let c = from_toml(&text, Path::new("f.toml")).unwrap();
+        let e = c
+            .to_options(Path::new("f.toml"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("shorter than 16 bytes") && !e.contains("short-secret"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! `fairway-speaker`: VIP failover for one node. Reads `[speaker]` from the shared TOML file,
+//! runs `vip_failover::linux::Speaker`, serves `/metrics` and `/status` on the admin listener,
+//! and on SIGTERM/SIGINT withdraws its VIPs and hands them over before exiting.
+//!
+//! Wiring only: the election lives in `vip_failover::Machine`, the I/O in
+//! `vip_failover::linux`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use vip_failover::linux::{Speaker, SpeakerStatus};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fairway-speaker",
+    version,
+    about = "Fairway VIP failover speaker"
+)]
+struct Args {
+    /// The shared Fairway TOML file (reads `[speaker]`).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FAIRWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let config = match bins::config::speaker::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fairway-speaker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let options = match config.to_options(&args.config, incarnation) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("fairway-speaker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fairway-speaker: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let speaker = match Speaker::bind(options).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("fairway-speaker: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(addr) = config.admin {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("fairway-speaker: admin listener {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tokio::spawn(serve_admin(listener, speaker.status()));
+        }
+        tracing::info!(node = %config.node, interface = %config.interface, "speaker running");
+        match speaker.run(shutdown_signal(), None).await {
+            Ok(()) => {
+                tracing::info!("speaker stopped; VIPs released");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fairway-speaker: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    status: watch::Receiver<Arc<SpeakerStatus>>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let status = status.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let snapshot = status.borrow().clone();
+                async move { Ok::<_, Infallible>(respond(req.uri().path(), &snapshot)) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn respond(path: &str, status: &SpeakerStatus) -> Response<Full<Bytes>> {
+    let (code, content_type, body) = match path {
+        "/status" => match serde_json::to_vec_pretty(status) {
+            Ok(b) => (StatusCode::OK, "application/json", b),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                e.to_string().into_bytes(),
+            ),
+        },
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics(status).into_bytes(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = code;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+type Labels = Vec<(String, String)>;
+
+/// Renders the status as Prometheus/OpenMetrics text (a fresh registry per scrape: the label
+/// sets follow the configuration and the admin endpoint is not a hot path).
+fn metrics(s: &SpeakerStatus) -> String {
+    let mut reg = Registry::with_prefix("fairway_speaker");
+    let owner = Family::<Labels, Gauge>::default();
+    let local = Family::<Labels, Gauge>::default();
+    for v in &s.machine.vips {
+        let vip = v.addr.to_string();
+        if let Some(o) = &v.owner {
+            owner
+                .get_or_create(&vec![
+                    ("vip".into(), vip.clone()),
+                    ("node".into(), o.to_string()),
+                ])
+                .set(1);
+        }
+        local
+            .get_or_create(&vec![("vip".into(), vip)])
+            .set(i64::from(v.local));
+    }
+    reg.register(
+        "vip_owner",
+        "Owner of each VIP as seen by this node (1 = owner)",
+        owner,
+    );
+    reg.register("vip_local", "Whether this node announces the VIP", local);
+    let transitions = Counter::<u64>::default();
+    transitions.inc_by(s.machine.stats.transitions);
+    reg.register(
+        "transitions",
+        "Local announce/withdraw transitions",
+        transitions,
+    );
+    let quorum = Gauge::<i64>::default();
+    quorum.set(i64::from(s.machine.quorum));
+    reg.register(
+        "quorum",
+        "Quorum held (always 1 outside quorum mode)",
+        quorum,
+    );
+    let alive = Family::<Labels, Gauge>::default();
+    let rtt = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let received = Family::<Labels, Counter<u64>>::default();
+    let lost = Family::<Labels, Counter<u64>>::default();
+    for p in &s.machine.peers {
+        let l = vec![("peer".to_string(), p.node.to_string())];
+        alive.get_or_create(&l).set(i64::from(p.alive));
+        if let Some(us) = p.rtt_us {
+            rtt.get_or_create(&l).set(us as f64 / 1e6);
+        }
+        received.get_or_create(&l).inc_by(p.received);
+        lost.get_or_create(&l).inc_by(p.lost);
+    }
+    reg.register("peer_alive", "Peer considered alive", alive);
+    reg.register(
+        "heartbeat_rtt_seconds",
+        "Latest heartbeat round-trip time",
+        rtt,
+    );
+    reg.register(
+        "heartbeats_received",
+        "Heartbeats received per peer",
+        received,
+    );
+    reg.register(
+        "heartbeats_lost",
+        "Heartbeats lost per peer (sequence gaps)",
+        lost,
+    );
+    let dropped = Family::<Labels, Counter<u64>>::default();
+    for (reason, n) in [
+        ("unauthenticated", s.io.unauthenticated),
+        ("malformed", s.io.malformed),
+        ("config_mismatch", s.machine.stats.mismatched),
+        ("invalid", s.machine.stats.invalid),
+        ("stale", s.machine.stats.stale),
+    ] {
+        dropped
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc_by(n);
+    }
+    reg.register(
+        "datagrams_dropped",
+        "Heartbeat datagrams dropped, by reason",
+        dropped,
+    );
+    let io = Family::<Labels, Counter<u64>>::default();
+    for (kind, n) in [
+        ("announcement", s.io.announcements),
+        ("arp_reply", s.io.arp_replies),
+        ("na_reply", s.io.na_replies),
+        ("conflict", s.io.conflicts),
+        ("os_error", s.io.os_errors),
+        ("send_error", s.io.send_errors),
+    ] {
+        io.get_or_create(&vec![("kind".into(), kind.into())])
+            .inc_by(n);
+    }
+    reg.register("io_events", "Announcer and socket events, by kind", io);
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        out.clear();
+    }
+    out
+}
