@@ -229,10 +229,10 @@ async fn proxy(
     {
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
-        if let Some(h) = &host {
-            if !headers.contains_key(HOST) {
-                headers.insert(HOST, h.clone());
-            }
+        if let Some(h) = &host
+            && !headers.contains_key(HOST)
+        {
+            headers.insert(HOST, h.clone());
         }
         set_forwarded(headers, &conn.facts, host);
         if let Some(up) = &upgrade {

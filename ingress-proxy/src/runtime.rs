@@ -137,7 +137,7 @@ fn build_service(
     };
     Ok(Service {
         name: name.into(),
-        kind: ServiceKind::Upstream(UpstreamService {
+        kind: ServiceKind::Upstream(Box::new(UpstreamService {
             balancer: Balancer::new(cfg.load_balancer, &weights),
             endpoints: endpoints.into_boxed_slice(),
             client,
@@ -152,7 +152,7 @@ fn build_service(
             },
             metrics: metrics.service(name),
             _health_task: health_task,
-        }),
+        })),
     })
 }
 

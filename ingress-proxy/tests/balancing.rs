@@ -46,7 +46,7 @@ async fn distribution_round_robin_weighted_least_requests() {
          [routers.w]\nrule = \"Host(`w.test`)\"\nservice = \"w\"\n\
          [routers.lr]\nrule = \"Host(`lr.test`)\"\nservice = \"lr\"\n{}{}{}",
         service_toml("rr", "round_robin", "", &eps([1, 1, 1])),
-        service_toml("w", "weighted", "", &eps([3, 1, 0 + 1])),
+        service_toml("w", "weighted", "", &eps([3, 1, 1])),
         service_toml("lr", "least_requests", "", &eps([1, 1, 1])),
     );
     let proxy = start(&toml).await;

@@ -13,7 +13,11 @@ use ingress_proxy::ProxyError;
 
 fn toml(version: usize, a: &str, b: &str) -> String {
     // Alternates endpoints, weights and an extra route so each reload really changes things.
-    let (first, second) = if version % 2 == 0 { (a, b) } else { (b, a) };
+    let (first, second) = if version.is_multiple_of(2) {
+        (a, b)
+    } else {
+        (b, a)
+    };
     format!(
         r#"
 [entrypoints.web]
@@ -32,7 +36,11 @@ weight = {w}
 [[services.main.endpoints]]
 url = "{second}"
 "#,
-        lb = if version % 3 == 0 { "weighted" } else { "least_requests" },
+        lb = if version.is_multiple_of(3) {
+            "weighted"
+        } else {
+            "least_requests"
+        },
         w = version % 5 + 1,
     )
 }
@@ -73,7 +81,9 @@ async fn reload_every_50ms_under_load_fails_no_request() {
     while started.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         reloads += 1;
-        proxy.reload(config(&toml(reloads, &a.url(), &b.url()))).expect("reload accepted");
+        proxy
+            .reload(config(&toml(reloads, &a.url(), &b.url())))
+            .expect("reload accepted");
     }
     stop.store(true, Ordering::Relaxed);
     for t in load {
@@ -82,14 +92,22 @@ async fn reload_every_50ms_under_load_fails_no_request() {
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(reloads >= 20, "only {reloads} reloads");
     assert!(ok > 200, "only {ok} requests completed");
-    assert_eq!(failed, 0, "{failed} of {} requests failed across {reloads} reloads", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed across {reloads} reloads",
+        ok + failed
+    );
     // The last configuration is the one serving.
     let c = client();
     let (s, _, _) = get(&c, addr, &format!("extra{reloads}.test"), "/").await;
     assert_eq!(s, StatusCode::OK);
     let (s, _, _) = get(&c, addr, &format!("extra{}.test", reloads - 1), "/").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    Arc::try_unwrap(proxy).unwrap().shutdown(Duration::from_secs(2)).await;
+    Arc::try_unwrap(proxy)
+        .unwrap()
+        .shutdown(Duration::from_secs(2))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,11 +122,20 @@ async fn rejected_reloads_keep_the_running_configuration() {
     let bad_rule = good.replace("Host(`app.test`)", "Host(`app.test`");
     let err = proxy.reload(config(&bad_rule)).unwrap_err();
     assert!(err.to_string().starts_with("routers.main.rule:"), "{err}");
-    let bad_ref = good.replace("service = \"main\"\n[routers.extra0]", "service = \"nope\"\n[routers.extra0]");
+    let bad_ref = good.replace(
+        "service = \"main\"\n[routers.extra0]",
+        "service = \"nope\"\n[routers.extra0]",
+    );
     let err = proxy.reload(config(&bad_ref)).unwrap_err();
-    assert_eq!(err.to_string(), "routers.main.service: no service named `nope`");
+    assert_eq!(
+        err.to_string(),
+        "routers.main.service: no service named `nope`"
+    );
     let moved = good.replace("127.0.0.1:0", "127.0.0.1:1");
-    assert!(matches!(proxy.reload(config(&moved)), Err(ProxyError::NeedsRestart { .. })));
+    assert!(matches!(
+        proxy.reload(config(&moved)),
+        Err(ProxyError::NeedsRestart { .. })
+    ));
 
     let (s, _, _) = get(&c, addr, "app.test", "/").await;
     assert_eq!(s, StatusCode::OK);
@@ -130,10 +157,17 @@ async fn shutdown_drains_in_flight_requests() {
     let slow = tokio::spawn(async move { get(&c, addr, "x", "/sleep/500").await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t = Instant::now();
-    assert!(proxy.shutdown(Duration::from_secs(5)).await, "drained before the deadline");
+    assert!(
+        proxy.shutdown(Duration::from_secs(5)).await,
+        "drained before the deadline"
+    );
     assert!(t.elapsed() < Duration::from_secs(3));
     let (s, up, _) = slow.await.unwrap();
-    assert_eq!((s, up.as_str()), (StatusCode::OK, "a"), "the in-flight request completed");
+    assert_eq!(
+        (s, up.as_str()),
+        (StatusCode::OK, "a"),
+        "the in-flight request completed"
+    );
     // New connections are refused after the drain.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -40,10 +40,11 @@ pub(crate) fn parse_endpoint_url(url: &str) -> Result<(Scheme, Authority), Strin
     if authority.as_str().contains('@') {
         return Err(format!("`{url}`: user info is not allowed"));
     }
-    if let Some(pq) = uri.path_and_query() {
-        if pq.as_str() != "/" && !pq.as_str().is_empty() {
-            return Err(format!("`{url}`: an endpoint URL has no path or query"));
-        }
+    if let Some(pq) = uri.path_and_query()
+        && pq.as_str() != "/"
+        && !pq.as_str().is_empty()
+    {
+        return Err(format!("`{url}`: an endpoint URL has no path or query"));
     }
     Ok((scheme, authority))
 }

@@ -20,7 +20,7 @@ use crate::metrics::ServiceMetrics;
 #[derive(Debug)]
 pub(crate) enum ServiceKind {
     /// Forward to load-balanced endpoints.
-    Upstream(UpstreamService),
+    Upstream(Box<UpstreamService>),
     /// Answer with a fixed response.
     Static(StaticService),
 }
@@ -82,10 +82,11 @@ pub(crate) enum UpstreamFailure {
 fn client_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_user() && h.source().is_some_and(|s| s.is::<hyper::Error>()) {
-                return true;
-            }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_user()
+            && h.source().is_some_and(|s| s.is::<hyper::Error>())
+        {
+            return true;
         }
         cur = e.source();
     }
@@ -145,23 +146,18 @@ impl UpstreamService {
             && is_idempotent(req.method())
             && http_body::Body::is_end_stream(req.body());
         // Keep what is needed to rebuild the request only when a retry is possible.
-        let retry_parts: Option<(Method, HeaderMap, Option<PathAndQuery>)> = can_retry.then(|| {
-            (
-                req.method().clone(),
-                req.headers().clone(),
-                req.uri().path_and_query().cloned(),
-            )
-        });
+        let retry_parts: Option<(Method, HeaderMap)> =
+            can_retry.then(|| (req.method().clone(), req.headers().clone()));
         let pq = req.uri().path_and_query().cloned();
         let mut attempt = req;
         let mut tried_retry = false;
         loop {
             let ep = &self.endpoints[idx];
             *attempt.uri_mut() = Self::upstream_uri(ep, pq.clone());
-            if !self.pass_host {
-                if let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str()) {
-                    attempt.headers_mut().insert(http::header::HOST, v);
-                }
+            if !self.pass_host
+                && let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str())
+            {
+                attempt.headers_mut().insert(http::header::HOST, v);
             }
             let guard = ep.start_request();
             let result =
@@ -197,20 +193,20 @@ impl UpstreamService {
                         self.metrics.other_errors.inc();
                     }
                     tracing::debug!(endpoint = ep.url(), error = %err, "upstream request failed");
-                    if connect && !tried_retry {
-                        if let Some((method, headers, _)) = &retry_parts {
-                            if let Some(next) = self.pick(Some(idx)) {
-                                tried_retry = true;
-                                idx = next;
-                                let mut r = Request::new(ProxyBody::empty());
-                                *r.method_mut() = method.clone();
-                                *r.headers_mut() = headers.clone();
-                                *r.version_mut() = self.version;
-                                attempt = r;
-                                self.metrics.retries.inc();
-                                continue;
-                            }
-                        }
+                    if connect
+                        && !tried_retry
+                        && let Some((method, headers)) = &retry_parts
+                        && let Some(next) = self.pick(Some(idx))
+                    {
+                        tried_retry = true;
+                        idx = next;
+                        let mut r = Request::new(ProxyBody::empty());
+                        *r.method_mut() = method.clone();
+                        *r.headers_mut() = headers.clone();
+                        *r.version_mut() = self.version;
+                        attempt = r;
+                        self.metrics.retries.inc();
+                        continue;
                     }
                     return Err(UpstreamFailure::Unreachable);
                 }
