@@ -69,7 +69,15 @@ struct Inner {
     options: FileStoreOptions,
     publisher: Publisher,
     /// Serialises updates and reloads inside this process (the flock serialises processes).
-    state: Mutex<Option<Seen>>,
+    state: Mutex<State>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct State {
+    /// The file as last looked at (parsed or not).
+    seen: Option<Seen>,
+    /// `(len, hash)` of the bytes the published snapshot's document was read from or written as.
+    published: Option<(u64, u64)>,
 }
 
 /// A [`CertStore`] over a Traefik-compatible `acme.json` file.
@@ -101,7 +109,10 @@ impl FileStore {
             path,
             lock_path,
             publisher: Publisher::new(doc),
-            state: Mutex::new(seen),
+            state: Mutex::new(State {
+                seen,
+                published: seen.map(|s| (s.len, s.hash)),
+            }),
             options,
         });
         let watch = if inner.options.watch {
@@ -145,7 +156,12 @@ impl Inner {
 
         // Re-read under the lock: another process may have written since we last looked.
         let current = read_file(&self.path, self.options.allow_insecure_permissions)?;
+        let published = self.publisher.load();
         let mut doc = match &current {
+            // Unchanged since we read or wrote it: skip parsing (the bulk of an update's cost).
+            Some((_, seen)) if state.published == Some((seen.len, seen.hash)) => {
+                AcmeDocument::clone(published.document())
+            }
             Some((bytes, _)) => parse(&self.path, bytes)?,
             None => AcmeDocument::default(),
         };
@@ -157,13 +173,15 @@ impl Inner {
         let before = doc.clone();
         f(&mut doc)?;
         let current_seen = current.as_ref().map(|(_, s)| *s);
-        let changed_outside = current_seen.map(|s| s.hash) != state.map(|s| s.hash);
+        let current_key = current_seen.map(|s| (s.len, s.hash));
         if doc == before {
-            if changed_outside {
-                *state = current_seen;
+            state.seen = current_seen;
+            if current_key != state.published {
+                // Another process changed the file and our watch has not caught up yet.
+                state.published = current_key;
                 return Ok(self.publisher.publish(doc));
             }
-            return Ok(self.publisher.load());
+            return Ok(published);
         }
         let text = doc.to_json().map_err(|source| Error::Format {
             path: self.path.clone(),
@@ -175,7 +193,11 @@ impl Inner {
         };
         remove_stale_temps(&self.path);
         write_atomic(&self.path, text.as_bytes(), mode)?;
-        *state = Some(stat(&self.path, text.as_bytes())?);
+        let seen = stat(&self.path, text.as_bytes())?;
+        *state = State {
+            seen: Some(seen),
+            published: Some((seen.len, seen.hash)),
+        };
         let snap = self.publisher.publish(doc);
         drop(lock);
         Ok(snap)
@@ -183,7 +205,7 @@ impl Inner {
 
     fn reload(&self) -> Result<Option<Arc<Snapshot>>, Error> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(seen), Ok(meta)) = (*state, fs::metadata(&self.path))
+        if let (Some(seen), Ok(meta)) = (state.seen, fs::metadata(&self.path))
             && seen.dev == meta.dev()
             && seen.ino == meta.ino()
             && seen.len == meta.len()
@@ -196,13 +218,13 @@ impl Inner {
             // Deleted: keep serving what we have; the next update recreates the file.
             return Ok(None);
         };
-        if state.map(|s| s.hash) == Some(seen.hash) {
-            *state = Some(seen);
+        // Remember the content even if it does not parse, so a corrupt file is reported once.
+        state.seen = Some(seen);
+        if state.published == Some((seen.len, seen.hash)) {
             return Ok(None);
         }
-        // Remember the content even if it does not parse, so a corrupt file is reported once.
-        *state = Some(seen);
         let doc = parse(&self.path, &bytes)?;
+        state.published = Some((seen.len, seen.hash));
         Ok(Some(self.publisher.publish(doc)))
     }
 }

@@ -238,9 +238,13 @@ fn watch_sees_change(notify: bool) {
     }
     // A corrupt external write keeps the last good snapshot.
     let good = watched.snapshot();
+    let plain = FileStore::open(&path, no_watch()).unwrap();
     std::fs::write(&path, "{ nope").unwrap();
-    assert!(watched.reload().is_err());
+    let err = plain.reload().unwrap_err().to_string();
+    assert!(err.contains("line 1, column 3"), "{err}");
+    std::thread::sleep(Duration::from_millis(600)); // several poll intervals
     assert_eq!(watched.snapshot().generation(), good.generation());
+    assert_eq!(plain.snapshot().generation(), 1);
 }
 
 // ---- child processes ----
