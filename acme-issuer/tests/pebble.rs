@@ -10,7 +10,8 @@ use acme_issuer::issuer::outcome;
 use acme_issuer::order::OrderTiming;
 use acme_issuer::{
     AcmeJsonStore, AlwaysLeader, CertKeyType, ChallengeKind, ChallengeSolver, Http01Solver, Issuer,
-    IssuerOptions, IssuerParts, IssuerStatus, ResolverSettings, TlsAlpn01Solver, WantedCert,
+    IssuerOptions, IssuerParts, IssuerStatus, LeaderElector, Leadership, ResolverSettings,
+    TlsAlpn01Solver, WantedCert,
 };
 use acme_store::challenge::Http01Registry;
 use acme_store::{CertEntry, CertStore, FileStore, FileStoreOptions};
@@ -276,3 +277,241 @@ async fn short_lived_certificate_renews_itself_at_two_thirds() {
     )
     .unwrap();
 }
+
+/// An elector the test drives by hand.
+struct ManualElector(watch::Sender<Leadership>);
+
+impl LeaderElector for ManualElector {
+    fn subscribe(&self) -> watch::Receiver<Leadership> {
+        self.0.subscribe()
+    }
+}
+
+/// Delegates to HTTP-01, but the first `present` deposes the leader (as if the lease was lost
+/// right then), so the order must stop before its next ACME call.
+struct DeposeOnFirstPresent {
+    inner: Http01Solver,
+    elector: watch::Sender<Leadership>,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl ChallengeSolver for DeposeOnFirstPresent {
+    fn kind(&self) -> ChallengeKind {
+        ChallengeKind::Http01
+    }
+
+    fn present<'a>(
+        &'a self,
+        c: &'a acme_issuer::ChallengeData,
+    ) -> acme_issuer::challenge::BoxFuture<'a, Result<(), String>> {
+        if !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.elector.send_replace(Leadership {
+                is_leader: false,
+                epoch: 1,
+            });
+        }
+        self.inner.present(c)
+    }
+
+    fn cleanup<'a>(
+        &'a self,
+        c: &'a acme_issuer::ChallengeData,
+    ) -> acme_issuer::challenge::BoxFuture<'a, ()> {
+        self.inner.cleanup(c)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_leadership_stops_the_order_and_the_next_term_resumes_it() {
+    install_crypto();
+    let registry = Http01Registry::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = listener.local_addr().unwrap().port();
+    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
+    let pebble = Pebble::start(PebbleOptions::new(http_port, free_port(false))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = file_store(dir.path());
+    let elector = watch::Sender::new(Leadership {
+        is_leader: true,
+        epoch: 1,
+    });
+    let issuer = Issuer::spawn(IssuerParts {
+        resolvers: vec![resolver(&pebble, ChallengeKind::Http01)],
+        wanted: vec![wanted(&["resume.fairway.test"], None)],
+        options: options(),
+        store: Arc::new(AcmeJsonStore::new(files.clone())),
+        elector: Arc::new(ManualElector(elector.clone())),
+        solvers: vec![Arc::new(DeposeOnFirstPresent {
+            inner: Http01Solver::new(registry.clone()),
+            elector: elector.clone(),
+            fired: false.into(),
+        }) as Arc<dyn ChallengeSolver>],
+    })
+    .unwrap();
+    let mut status = issuer.status();
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(20),
+        "interruption",
+        |s| s.orders.get(outcome::INTERRUPTED).copied().unwrap_or(0) >= 1,
+    )
+    .await;
+    // The order and its key were persisted before the challenge was presented.
+    let text = std::fs::read_to_string(dir.path().join("acme.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pending = &json["pebble"]["FairwayPending"][0];
+    assert_eq!(pending["domains"][0], "resume.fairway.test", "{text}");
+    assert!(
+        pending["orderUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:")
+    );
+    assert!(registry.is_empty(), "the deposed leader withdrew its token");
+    assert_eq!(pebble.orders_created(), 1);
+
+    elector.send_replace(Leadership {
+        is_leader: true,
+        epoch: 2,
+    });
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(30),
+        "resumed issuance",
+        |s| s.orders.get(outcome::RESUMED).copied().unwrap_or(0) >= 1,
+    )
+    .await;
+    assert_eq!(pebble.orders_created(), 1, "resumed, not re-ordered");
+    verify_chain(
+        entry(files.as_ref(), "resume.fairway.test").chain(),
+        &pebble.root_pem().await,
+        "resume.fairway.test",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("acme.json")).unwrap();
+    assert!(!text.contains("FairwayPending"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_rsa_account_is_replaced_and_nothing_else_changes_with_eab() {
+    install_crypto();
+    const KID: &str = "kid-fairway";
+    const MAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let registry = Http01Registry::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = listener.local_addr().unwrap().port();
+    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
+    let mut opts = PebbleOptions::new(http_port, free_port(false));
+    opts.eab = Some((KID.into(), MAC.into()));
+    let pebble = Pebble::start(opts).await;
+
+    // A Traefik file: an RSA account for this CA's host under "pebble", and another resolver
+    // (from the shared fixture) that must come out byte-for-byte the same.
+    use base64::Engine as _;
+    let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let host = pebble.directory_url.trim_end_matches("/dir");
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/acme-json/certs-dumper-v2-acme.json"
+        ))
+        .unwrap_or_else(|_| FALLBACK_FIXTURE.to_owned()),
+    )
+    .unwrap();
+    let other = fixture["default"].clone();
+    let original = serde_json::json!({
+        "pebble": {
+            "Account": {
+                "Email": "ops@fairway.test",
+                "Registration": { "body": { "status": "valid" }, "uri": format!("{host}/my-account/1") },
+                "PrivateKey": base64::engine::general_purpose::STANDARD.encode(rsa.serialize_der()),
+                "KeyType": "4096"
+            },
+            "Certificates": null
+        },
+        "traefik": other,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acme.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let files = file_store(dir.path());
+
+    // Without EAB the CA refuses the account: the error names the step and the problem.
+    let no_eab = Issuer::spawn(IssuerParts {
+        resolvers: vec![resolver(&pebble, ChallengeKind::Http01)],
+        wanted: vec![wanted(&["eab.fairway.test"], None)],
+        options: options(),
+        store: Arc::new(AcmeJsonStore::new(files.clone())),
+        elector: Arc::new(AlwaysLeader::default()),
+        solvers: vec![Arc::new(Http01Solver::new(registry.clone())) as Arc<dyn ChallengeSolver>],
+    })
+    .unwrap();
+    let mut status = no_eab.status();
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(20),
+        "account refusal",
+        |s| {
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("externalAccountRequired"))
+        },
+    )
+    .await;
+    let err = status.borrow().last_error.clone().unwrap();
+    assert!(
+        err.contains("ACME account for account of resolver pebble"),
+        "{err}"
+    );
+    drop(no_eab);
+
+    let mut with_eab = resolver(&pebble, ChallengeKind::Http01);
+    with_eab.eab = Some(acme_issuer::Eab::from_base64url(KID, MAC).unwrap());
+    let issuer = Issuer::spawn(IssuerParts {
+        resolvers: vec![with_eab],
+        wanted: vec![wanted(&["eab.fairway.test"], None)],
+        options: options(),
+        store: Arc::new(AcmeJsonStore::new(files.clone())),
+        elector: Arc::new(AlwaysLeader::default()),
+        solvers: vec![Arc::new(Http01Solver::new(registry.clone())) as Arc<dyn ChallengeSolver>],
+    })
+    .unwrap();
+    let mut status = issuer.status();
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(30),
+        "issuance with EAB",
+        |s| issued(s) >= 1,
+    )
+    .await;
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        after["traefik"], original["traefik"],
+        "other resolver untouched"
+    );
+    let account = &after["pebble"]["Account"];
+    assert_eq!(account["KeyType"], "P256");
+    assert_ne!(
+        account["PrivateKey"],
+        original["pebble"]["Account"]["PrivateKey"]
+    );
+    assert_ne!(
+        account["Registration"]["uri"],
+        original["pebble"]["Account"]["Registration"]["uri"]
+    );
+    verify_chain(
+        entry(files.as_ref(), "eab.fairway.test").chain(),
+        &pebble.root_pem().await,
+        "eab.fairway.test",
+    )
+    .unwrap();
+}
+
+/// Used when the shared fixtures are not next to the checkout (a published crate).
+const FALLBACK_FIXTURE: &str = r#"{"default":{"Account":{"Email":"test@email.com","Registration":{"body":{"status":"valid","contact":["mailto:test@email.com"]},"uri":"https://acme-v02.api.letsencrypt.org/acme/acct/12345678"},"PrivateKey":"Q2VydGlmaWNhdGUgS2V5","KeyType":"4096"},"Certificates":[{"domain":{"main":"my.domain.com"},"certificate":"Q2VydGlmaWNhdGU=","key":"Q2VydGlmaWNhdGUgS2V5","Store":"default"}]}}"#;

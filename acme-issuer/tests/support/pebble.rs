@@ -48,6 +48,8 @@ pub struct PebbleOptions {
     pub nonce_reject: u8,
     /// `PEBBLE_AUTHZREUSE` (percent).
     pub authz_reuse: u8,
+    /// Require External Account Binding with this (kid, base64url MAC key).
+    pub eab: Option<(String, String)>,
 }
 
 impl PebbleOptions {
@@ -58,6 +60,7 @@ impl PebbleOptions {
             validity_secs: None,
             nonce_reject: 5,
             authz_reuse: 0,
+            eab: None,
         }
     }
 }
@@ -124,6 +127,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         });
+        if let Some((kid, key)) = &opts.eab {
+            pebble["externalAccountBindingRequired"] = true.into();
+            pebble["externalAccountMACKeys"] = serde_json::json!({ kid.as_str(): key.as_str() });
+        }
         if let Some(v) = opts.validity_secs {
             pebble["certificateValidityPeriod"] = v.into();
         }
@@ -228,6 +235,14 @@ impl Pebble {
             tail(read("pebble.log")),
             tail(read("pebble.err"))
         )
+    }
+
+    /// How many orders Pebble created (from its log).
+    pub fn orders_created(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("pebble.log"))
+            .unwrap_or_default()
+            .matches("Added order")
+            .count()
     }
 
     /// Whether the Pebble process is still running.
