@@ -27,9 +27,43 @@ impl KeyHash for FxKey {
     }
 }
 
+/// Longest key stored inline in its slot (longer keys live on the heap).
+const INLINE: usize = 30;
+
+/// A key stored inline when short, so confirming a probe usually touches only the slot's own
+/// cache line instead of chasing a pointer (hostnames and path segments are mostly short).
+#[derive(Debug, Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Key {
+    fn new(s: &str) -> Key {
+        if s.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Key::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(s.as_bytes().into())
+        }
+    }
+
+    #[inline]
+    fn is(&self, other: &str) -> bool {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize] == other.as_bytes(),
+            Key::Heap(b) => **b == *other.as_bytes(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slot<V> {
-    key: Box<str>,
+    key: Key,
     value: V,
     /// Another key with the same (scope, hash) lives in `spill`.
     collided: bool,
@@ -56,7 +90,7 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
     #[inline]
     pub(crate) fn get(&self, scope: u32, key: &str) -> Option<&V> {
         let slot = self.map.get(&(scope, H::hash(key)))?;
-        if &*slot.key == key {
+        if slot.key.is(key) {
             return Some(&slot.value);
         }
         if !slot.collided {
@@ -64,6 +98,18 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
         }
         self.spill
             .iter()
+            .find(|(s, k, _)| *s == scope && &**k == key)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Mutable access to an existing value (build time).
+    pub(crate) fn get_mut(&mut self, scope: u32, key: &str) -> Option<&mut V> {
+        let slot = self.map.get_mut(&(scope, H::hash(key)))?;
+        if slot.key.is(key) {
+            return Some(&mut slot.value);
+        }
+        self.spill
+            .iter_mut()
             .find(|(s, k, _)| *s == scope && &**k == key)
             .map(|(_, _, v)| v)
     }
@@ -79,7 +125,7 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
             Entry::Vacant(v) => {
                 &mut v
                     .insert(Slot {
-                        key: key.into(),
+                        key: Key::new(key),
                         value: make(),
                         collided: false,
                     })
@@ -87,7 +133,7 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
             }
             Entry::Occupied(o) => {
                 let slot = o.into_mut();
-                if &*slot.key == key {
+                if slot.key.is(key) {
                     return &mut slot.value;
                 }
                 slot.collided = true;
@@ -110,6 +156,10 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
     pub(crate) fn reserve(&mut self, n: usize) {
         self.map.reserve(n);
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +176,10 @@ mod tests {
         assert_eq!(m.get(2, "a"), Some(&20));
         assert_eq!(m.get(3, "a"), None);
         assert_eq!(m.get(1, "b"), None);
+        let long = "x".repeat(INLINE + 5);
+        *m.get_or_insert_with(1, &long, || 0) = 5;
+        assert_eq!(m.get(1, &long), Some(&5));
+        assert_eq!(m.get(1, &long[..INLINE]), None);
     }
 
     struct Colliding;

@@ -22,7 +22,6 @@
 use crate::RouterError;
 use crate::eval::{HostPat, Normalized};
 use crate::explain::{Explanation, explain};
-use crate::hash::FxMap;
 use crate::prepare::Prepared;
 use crate::request::{MAX_HOST, RequestView, normalize_host, split_first_label};
 use crate::route::{FileRoute, IngressRoute, Matched, Warning};
@@ -109,9 +108,9 @@ struct FileBucket {
 #[derive(Debug, Clone, Default)]
 struct FileIndex {
     /// Bucket id and bucket per exact host (inline: one probe reaches everything).
-    exact_hosts: FxMap<Box<str>, (u32, FileBucket)>,
+    exact_hosts: ScopedMap<(u32, FileBucket)>,
     /// Same, per wildcard suffix (`*.a.com` -> `a.com`).
-    wildcard_hosts: FxMap<Box<str>, (u32, FileBucket)>,
+    wildcard_hosts: ScopedMap<(u32, FileBucket)>,
     /// Rules without a host condition (also `Host(`*`)`).
     any_host: Option<(u32, FileBucket)>,
     next_bucket: u32,
@@ -187,14 +186,8 @@ impl FileIndex {
         };
         let slot = match host {
             HostPat::Any => self.any_host.get_or_insert_with(fresh),
-            HostPat::Exact(h) => self
-                .exact_hosts
-                .entry(h.as_str().into())
-                .or_insert_with(fresh),
-            HostPat::Wildcard(s) => self
-                .wildcard_hosts
-                .entry(s.as_str().into())
-                .or_insert_with(fresh),
+            HostPat::Exact(h) => self.exact_hosts.get_or_insert_with(0, h, fresh),
+            HostPat::Wildcard(s) => self.wildcard_hosts.get_or_insert_with(0, s, fresh),
         };
         if slot.0 == next {
             self.next_bucket += 1;
@@ -266,12 +259,12 @@ impl FileIndex {
             best = self.bucket_best(*id, b, req.path, best);
         }
         if let Some(h) = req.host {
-            if let Some((id, b)) = self.exact_hosts.get(h) {
+            if let Some((id, b)) = self.exact_hosts.get(0, h) {
                 best = self.bucket_best(*id, b, req.path, best);
             }
             if !self.wildcard_hosts.is_empty()
                 && let Some((_, rest)) = split_first_label(h)
-                && let Some((id, b)) = self.wildcard_hosts.get(rest)
+                && let Some((id, b)) = self.wildcard_hosts.get(0, rest)
             {
                 best = self.bucket_best(*id, b, req.path, best);
             }
@@ -300,9 +293,9 @@ struct Node {
 #[derive(Debug, Clone, Default)]
 struct IngressIndex {
     /// Trie root per precise host.
-    exact_hosts: FxMap<Box<str>, Node>,
+    exact_hosts: ScopedMap<Node>,
     /// Trie root per wildcard suffix.
-    wildcard_hosts: FxMap<Box<str>, Node>,
+    wildcard_hosts: ScopedMap<Node>,
     /// Trie root of the host-less rules.
     any_host: Option<Node>,
     /// Every trie edge: (parent id, segment) -> child.
@@ -318,52 +311,29 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 }
 
 impl IngressIndex {
-    fn fresh(&mut self) -> Node {
-        let n = Node {
+    /// The node reached from `host`'s root by `segs`, created as needed.
+    fn node<'s>(&mut self, host: &HostPat, segs: impl Iterator<Item = &'s str>) -> &mut Node {
+        let segs: Vec<&str> = segs.collect();
+        let fresh = Node {
             id: self.next_id,
             prefix: NONE,
             exact: NONE,
         };
-        self.next_id += 1;
-        n
-    }
-
-    /// The node reached from `host`'s root by `segs`, created as needed.
-    fn node<'s>(&mut self, host: &HostPat, segs: impl Iterator<Item = &'s str>) -> &mut Node {
         let root = match host {
-            HostPat::Any => self.any_host.map(|n| n.id),
-            HostPat::Exact(h) => self.exact_hosts.get(h.as_str()).map(|n| n.id),
-            HostPat::Wildcard(s) => self.wildcard_hosts.get(s.as_str()).map(|n| n.id),
+            HostPat::Any => self.any_host.get_or_insert(fresh).id,
+            HostPat::Exact(h) => self.exact_hosts.get_or_insert_with(0, h, || fresh).id,
+            HostPat::Wildcard(s) => self.wildcard_hosts.get_or_insert_with(0, s, || fresh).id,
         };
-        let root = match root {
-            Some(id) => id,
-            None => {
-                let n = self.fresh();
-                match host {
-                    HostPat::Any => self.any_host = Some(n),
-                    HostPat::Exact(h) => {
-                        self.exact_hosts.insert(h.as_str().into(), n);
-                    }
-                    HostPat::Wildcard(s) => {
-                        self.wildcard_hosts.insert(s.as_str().into(), n);
-                    }
-                }
-                n.id
-            }
-        };
-        let segs: Vec<&str> = segs.collect();
+        if root == fresh.id {
+            self.next_id += 1;
+        }
         let Some((last, init)) = segs.split_last() else {
             return match host {
-                HostPat::Any => self.any_host.as_mut().expect("root created above"),
-                HostPat::Exact(h) => self
-                    .exact_hosts
-                    .get_mut(h.as_str())
-                    .expect("root created above"),
-                HostPat::Wildcard(s) => self
-                    .wildcard_hosts
-                    .get_mut(s.as_str())
-                    .expect("root created above"),
-            };
+                HostPat::Any => self.any_host.as_mut(),
+                HostPat::Exact(h) => self.exact_hosts.get_mut(0, h),
+                HostPat::Wildcard(s) => self.wildcard_hosts.get_mut(0, s),
+            }
+            .expect("root created above");
         };
         let mut parent = root;
         for seg in init {
@@ -411,12 +381,12 @@ impl IngressIndex {
     #[inline]
     fn select_vhost(&self, host: Option<&str>) -> Option<Node> {
         if let Some(h) = host {
-            if let Some(&n) = self.exact_hosts.get(h) {
+            if let Some(&n) = self.exact_hosts.get(0, h) {
                 return Some(n);
             }
             if !self.wildcard_hosts.is_empty()
                 && let Some((_, rest)) = split_first_label(h)
-                && let Some(&n) = self.wildcard_hosts.get(rest)
+                && let Some(&n) = self.wildcard_hosts.get(0, rest)
             {
                 return Some(n);
             }
