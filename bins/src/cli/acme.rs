@@ -177,6 +177,11 @@ fn list(
 ) -> Result<ExitCode, Failure> {
     let snap = load(args)?;
     let wanted = |r: &str| resolver.is_none_or(|w| w == r);
+    let decoded: std::collections::HashMap<(&str, usize), &CertEntry> = snap
+        .entries()
+        .iter()
+        .map(|e| ((e.resolver(), e.index()), e.as_ref()))
+        .collect();
     let mut rows = Vec::new();
     // One row per stored certificate, in file order; undecodable ones have null details.
     for (name, data) in &snap.document().resolvers {
@@ -184,14 +189,10 @@ fn list(
             continue;
         }
         for (i, stored) in data.certificates.iter().enumerate() {
-            let entry = snap
-                .entries()
-                .iter()
-                .find(|e| e.resolver() == name && e.index() == i);
             rows.push(Row {
                 resolver: name,
                 stored,
-                entry: entry.map(Arc::as_ref),
+                entry: decoded.get(&(name.as_str(), i)).copied(),
             });
         }
     }
