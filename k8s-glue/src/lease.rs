@@ -22,8 +22,8 @@ use acme_issuer::{LeaderElector, Leadership};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -49,7 +49,11 @@ pub struct LeaseConfig {
 
 impl LeaseConfig {
     /// client-go's defaults for Lease `namespace/name` held as `identity`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>, identity: impl Into<String>) -> Self {
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
         LeaseConfig {
             namespace: namespace.into(),
             name: name.into(),
@@ -63,9 +67,17 @@ impl LeaseConfig {
     /// Checks client-go's rule `lease_duration > renew_deadline > 1.2 × retry_period` (and that
     /// the identity is set): a leader must give up before followers may take over.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |message: String| Err(Error::Config { field: "lease", message });
+        let bad = |message: String| {
+            Err(Error::Config {
+                field: "lease",
+                message,
+            })
+        };
         if self.identity.is_empty() {
-            return bad(format!("Lease {}/{}: identity is empty", self.namespace, self.name));
+            return bad(format!(
+                "Lease {}/{}: identity is empty",
+                self.namespace, self.name
+            ));
         }
         if self.lease_duration <= self.renew_deadline {
             return bad(format!(
@@ -80,7 +92,10 @@ impl LeaseConfig {
             ));
         }
         if self.lease_duration.as_secs() < 1 {
-            return bad(format!("Lease {}/{}: lease_duration must be at least 1 s", self.namespace, self.name));
+            return bad(format!(
+                "Lease {}/{}: lease_duration must be at least 1 s",
+                self.namespace, self.name
+            ));
         }
         Ok(())
     }
@@ -139,7 +154,13 @@ impl LeaseDecision {
         let transitions = current.lease_transitions.unwrap_or(0);
         let mut spec = current.clone();
         spec.holder_identity = Some(config.identity.clone());
-        spec.lease_duration_seconds = Some(config.lease_duration.as_secs().try_into().unwrap_or(i32::MAX));
+        spec.lease_duration_seconds = Some(
+            config
+                .lease_duration
+                .as_secs()
+                .try_into()
+                .unwrap_or(i32::MAX),
+        );
         spec.renew_time = Some(MicroTime(wall));
         if !held_by_me {
             spec.acquire_time = Some(MicroTime(wall));
@@ -169,7 +190,12 @@ impl LeaseElector {
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         let tx = watch::Sender::new(Leadership::default());
         let task = tokio::spawn(run(api.clone(), config.clone(), tx.clone()));
-        Ok(LeaseElector { tx, task, api, config })
+        Ok(LeaseElector {
+            tx,
+            task,
+            api,
+            config,
+        })
     }
 
     /// The configuration in use.
@@ -182,9 +208,18 @@ impl LeaseElector {
     /// next retry instead of after a whole lease duration.
     pub async fn release(self) -> Result<(), Error> {
         self.task.abort();
-        let _ = self.tx.send(Leadership { is_leader: false, epoch: self.tx.borrow().epoch });
-        let lease = self.api.get(&self.config.name).await.map_err(|e| lease_err(&self.config, "get", e))?;
-        let Some(spec) = lease.spec.as_ref() else { return Ok(()) };
+        let _ = self.tx.send(Leadership {
+            is_leader: false,
+            epoch: self.tx.borrow().epoch,
+        });
+        let lease = self
+            .api
+            .get(&self.config.name)
+            .await
+            .map_err(|e| lease_err(&self.config, "get", e))?;
+        let Some(spec) = lease.spec.as_ref() else {
+            return Ok(());
+        };
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return Ok(());
         }
@@ -218,7 +253,10 @@ impl LeaderElector for LeaseElector {
 }
 
 fn lease_err(config: &LeaseConfig, op: &'static str, source: kube::Error) -> Error {
-    Error::Kube { what: format!("Lease {}/{}: {op}", config.namespace, config.name), source }
+    Error::Kube {
+        what: format!("Lease {}/{}: {op}", config.namespace, config.name),
+        source,
+    }
 }
 
 /// One acquire-or-renew attempt against the API server. `Ok(Some(epoch))` when we hold the
@@ -228,13 +266,23 @@ async fn try_acquire_or_renew(
     config: &LeaseConfig,
     observed: &mut Observed,
 ) -> Result<Option<u64>, Error> {
-    let epoch = |spec: &LeaseSpec| u64::try_from(spec.lease_transitions.unwrap_or(0)).unwrap_or(0) + 1;
+    let epoch =
+        |spec: &LeaseSpec| u64::try_from(spec.lease_transitions.unwrap_or(0)).unwrap_or(0) + 1;
     let wall = Timestamp::now();
-    let existing = api.get_opt(&config.name).await.map_err(|e| lease_err(config, "get", e))?;
+    let existing = api
+        .get_opt(&config.name)
+        .await
+        .map_err(|e| lease_err(config, "get", e))?;
     let Some(mut lease) = existing else {
         let spec = LeaseSpec {
             holder_identity: Some(config.identity.clone()),
-            lease_duration_seconds: Some(config.lease_duration.as_secs().try_into().unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                config
+                    .lease_duration
+                    .as_secs()
+                    .try_into()
+                    .unwrap_or(i32::MAX),
+            ),
             acquire_time: Some(MicroTime(wall)),
             renew_time: Some(MicroTime(wall)),
             lease_transitions: Some(0),
@@ -250,7 +298,10 @@ async fn try_acquire_or_renew(
         };
         return match api.create(&PostParams::default(), &lease).await {
             Ok(created) => {
-                *observed = Observed { spec: created.spec.clone(), at: Some(Instant::now()) };
+                *observed = Observed {
+                    spec: created.spec.clone(),
+                    at: Some(Instant::now()),
+                };
                 Ok(Some(epoch(&spec)))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
@@ -263,9 +314,15 @@ async fn try_acquire_or_renew(
         LeaseDecision::Write(spec) => {
             lease.spec = Some(spec.clone());
             // `lease.metadata.resourceVersion` is the one just read: the PUT is a compare-and-swap.
-            match api.replace(&config.name, &PostParams::default(), &lease).await {
+            match api
+                .replace(&config.name, &PostParams::default(), &lease)
+                .await
+            {
                 Ok(written) => {
-                    *observed = Observed { spec: written.spec.clone(), at: Some(Instant::now()) };
+                    *observed = Observed {
+                        spec: written.spec.clone(),
+                        at: Some(Instant::now()),
+                    };
                     Ok(Some(epoch(&spec)))
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
@@ -290,13 +347,20 @@ async fn run(api: Api<Lease>, config: LeaseConfig, tx: watch::Sender<Leadership>
         };
         last_epoch = last_epoch.max(epoch);
         tracing::info!(lease = %config.name, identity = %config.identity, epoch, "became leader");
-        let _ = tx.send(Leadership { is_leader: true, epoch });
+        let _ = tx.send(Leadership {
+            is_leader: true,
+            epoch,
+        });
         let mut last_renew = Instant::now();
         // Leader: renew every retry period; step down when renew_deadline passes without success.
         loop {
             tokio::time::sleep(config.retry_period).await;
             let deadline = last_renew + config.renew_deadline;
-            let attempt = tokio::time::timeout_at(deadline, try_acquire_or_renew(&api, &config, &mut observed)).await;
+            let attempt = tokio::time::timeout_at(
+                deadline,
+                try_acquire_or_renew(&api, &config, &mut observed),
+            )
+            .await;
             match attempt {
                 Ok(Ok(Some(e))) if e == epoch => last_renew = Instant::now(),
                 Ok(Ok(_)) => break, // someone else holds it now
@@ -308,7 +372,10 @@ async fn run(api: Api<Lease>, config: LeaseConfig, tx: watch::Sender<Leadership>
             }
         }
         tracing::warn!(lease = %config.name, identity = %config.identity, "lost leadership");
-        let _ = tx.send(Leadership { is_leader: false, epoch: last_epoch });
+        let _ = tx.send(Leadership {
+            is_leader: false,
+            epoch: last_epoch,
+        });
     }
 }
 
@@ -334,7 +401,12 @@ mod tests {
         config("a").validate().unwrap();
         let mut c = config("a");
         c.renew_deadline = Duration::from_secs(15);
-        assert!(c.validate().unwrap_err().to_string().contains("renew_deadline"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("renew_deadline")
+        );
         let mut c = config("a");
         c.retry_period = Duration::from_secs(9);
         assert!(c.validate().is_err());
@@ -362,12 +434,17 @@ mod tests {
             LeaseDecision::decide(&c, &held, &mut seen, t0 + Duration::from_secs(14), wall),
             LeaseDecision::Follow { .. }
         ));
-        let LeaseDecision::Write(spec) = LeaseDecision::decide(&c, &held, &mut seen, t0 + Duration::from_secs(15), wall)
+        let LeaseDecision::Write(spec) =
+            LeaseDecision::decide(&c, &held, &mut seen, t0 + Duration::from_secs(15), wall)
         else {
             panic!("expected takeover")
         };
         assert_eq!(spec.holder_identity.as_deref(), Some("b"));
-        assert_eq!(spec.lease_transitions, Some(4), "a takeover is a transition: the fencing token grows");
+        assert_eq!(
+            spec.lease_transitions,
+            Some(4),
+            "a takeover is a transition: the fencing token grows"
+        );
         assert!(spec.acquire_time.is_some());
     }
 
@@ -394,7 +471,9 @@ mod tests {
             LeaseDecision::Follow { .. }
         ));
         // The holder renews without a transition.
-        let LeaseDecision::Write(renewed) = LeaseDecision::decide(&config("a"), &spec, &mut seen, t0, wall) else {
+        let LeaseDecision::Write(renewed) =
+            LeaseDecision::decide(&config("a"), &spec, &mut seen, t0, wall)
+        else {
             panic!("holder must renew")
         };
         assert_eq!(renewed.lease_transitions, spec.lease_transitions);
@@ -403,11 +482,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_released_lease_is_taken_at_once() {
-        let released = LeaseSpec { holder_identity: None, lease_duration_seconds: Some(1), ..Default::default() };
+        let released = LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            ..Default::default()
+        };
         let mut seen = Observed::default();
-        let LeaseDecision::Write(spec) =
-            LeaseDecision::decide(&config("b"), &released, &mut seen, Instant::now(), Timestamp::now())
-        else {
+        let LeaseDecision::Write(spec) = LeaseDecision::decide(
+            &config("b"),
+            &released,
+            &mut seen,
+            Instant::now(),
+            Timestamp::now(),
+        ) else {
             panic!("released lease must be taken")
         };
         assert_eq!(spec.lease_transitions, Some(1));

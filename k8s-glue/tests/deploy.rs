@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use acme_issuer::LeaderElector;
-use k8s_glue::{IngressWatcher, LeaseConfig, LeaseElector, SecretStore, SecretStoreConfig, WatchConfig};
+use k8s_glue::{
+    IngressWatcher, LeaseConfig, LeaseElector, SecretStore, SecretStoreConfig, WatchConfig,
+};
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_testenv::ApiServer;
@@ -32,7 +34,10 @@ fn manifests() -> Vec<(String, serde_json::Value)> {
             )
             .unwrap();
             if !value.is_null() {
-                docs.push((file.file_name().unwrap().to_string_lossy().into_owned(), value));
+                docs.push((
+                    file.file_name().unwrap().to_string_lossy().into_owned(),
+                    value,
+                ));
             }
         }
     }
@@ -41,16 +46,25 @@ fn manifests() -> Vec<(String, serde_json::Value)> {
 
 async fn apply(client: &Client, origin: &str, doc: &serde_json::Value) -> Result<(), kube::Error> {
     let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-    let types = obj.types.clone().unwrap_or_else(|| panic!("{origin}: no apiVersion/kind"));
+    let types = obj
+        .types
+        .clone()
+        .unwrap_or_else(|| panic!("{origin}: no apiVersion/kind"));
     let gvk = GroupVersionKind::try_from(&types).unwrap();
     let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
     let api: Api<DynamicObject> = match (caps.scope, obj.namespace()) {
-        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), &ns, &resource),
-        (kube::discovery::Scope::Namespaced, None) => panic!("{origin}: {} {} has no namespace", gvk.kind, obj.name_any()),
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(client.clone(), &ns, &resource)
+        }
+        (kube::discovery::Scope::Namespaced, None) => {
+            panic!("{origin}: {} {} has no namespace", gvk.kind, obj.name_any())
+        }
         (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
     };
     let pp = PatchParams::apply(MANAGER).validation_strict();
-    api.patch(&obj.name_any(), &pp, &Patch::Apply(doc)).await.map(drop)
+    api.patch(&obj.name_any(), &pp, &Patch::Apply(doc))
+        .await
+        .map(drop)
 }
 
 fn sa(name: &str) -> String {
@@ -68,22 +82,43 @@ async fn manifests_apply_strictly_and_rbac_is_least_privilege() {
     let server = ApiServer::shared();
     let admin = server.client().await.unwrap();
     let docs = manifests();
-    let kinds: Vec<String> = docs.iter().map(|(_, d)| d["kind"].as_str().unwrap_or_default().to_string()).collect();
-    for want in ["Namespace", "ServiceAccount", "ClusterRole", "Role", "IngressClass", "Deployment", "DaemonSet"] {
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|(_, d)| d["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for want in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "IngressClass",
+        "Deployment",
+        "DaemonSet",
+    ] {
         assert!(kinds.iter().any(|k| k == want), "deploy/ has no {want}");
     }
     for (origin, doc) in &docs {
-        apply(&admin, origin, doc)
-            .await
-            .unwrap_or_else(|e| panic!("{origin}: {} {}: {e}", doc["kind"], doc["metadata"]["name"]));
+        apply(&admin, origin, doc).await.unwrap_or_else(|e| {
+            panic!("{origin}: {} {}: {e}", doc["kind"], doc["metadata"]["name"])
+        });
     }
     // Strict validation is on: an unknown field is an error, not silently dropped.
-    let (origin, mut typo) = docs.iter().find(|(_, d)| d["kind"] == "Deployment").cloned().unwrap();
+    let (origin, mut typo) = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "Deployment")
+        .cloned()
+        .unwrap();
     typo["spec"]["replica"] = serde_json::json!(3);
-    assert!(apply(&admin, &origin, &typo).await.is_err(), "a misspelt field must fail");
+    assert!(
+        apply(&admin, &origin, &typo).await.is_err(),
+        "a misspelt field must fail"
+    );
 
     let class: IngressClass = Api::all(admin.clone()).get("fairway").await.unwrap();
-    assert_eq!(class.spec.unwrap().controller.as_deref(), Some("fairway.dev/ingress-controller"));
+    assert_eq!(
+        class.spec.unwrap().controller.as_deref(),
+        Some("fairway.dev/ingress-controller")
+    );
     let ds: DynamicObject = Api::namespaced_with(
         admin.clone(),
         "fairway",
@@ -92,39 +127,95 @@ async fn manifests_apply_strictly_and_rbac_is_least_privilege() {
     .get("fairway-speaker")
     .await
     .unwrap();
-    let caps = &ds.data["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"];
+    let caps =
+        &ds.data["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"];
     assert_eq!(caps["add"], serde_json::json!(["NET_ADMIN", "NET_RAW"]));
     assert_eq!(ds.data["spec"]["template"]["spec"]["hostNetwork"], true);
 
     // Controller: Lease election and the Secret store in its namespace work; other namespaces'
     // Secrets and cluster-wide deletes do not.
-    let controller = server.client_as(&sa("fairway-controller"), SA_GROUPS).await.unwrap();
-    let elector = LeaseElector::start(controller.clone(), LeaseConfig::new("fairway", "fairway-controller", "pod-a")).unwrap();
+    let controller = server
+        .client_as(&sa("fairway-controller"), SA_GROUPS)
+        .await
+        .unwrap();
+    let elector = LeaseElector::start(
+        controller.clone(),
+        LeaseConfig::new("fairway", "fairway-controller", "pod-a"),
+    )
+    .unwrap();
     let mut rx = elector.subscribe();
-    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|l| l.is_leader)).await.unwrap().unwrap();
-    let store = SecretStore::start(controller.clone(), SecretStoreConfig::new("fairway")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|l| l.is_leader))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = SecretStore::start(controller.clone(), SecretStoreConfig::new("fairway"))
+        .await
+        .unwrap();
     store.update_async(&mut |_doc| Ok(())).await.unwrap();
-    assert!(forbidden(Api::<Secret>::namespaced(controller.clone(), "default").list(&ListParams::default()).await));
-    assert!(forbidden(Api::<Namespace>::all(controller.clone()).delete("default", &Default::default()).await));
+    assert!(forbidden(
+        Api::<Secret>::namespaced(controller.clone(), "default")
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Namespace>::all(controller.clone())
+            .delete("default", &Default::default())
+            .await
+    ));
     // It may write Service status (LoadBalancer allocation) but not Services themselves.
     let svc = Api::<Service>::namespaced(controller.clone(), "fairway");
-    let status = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}});
-    svc.patch_status("fairway-proxy", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
-    assert!(forbidden(svc.delete("fairway-proxy", &Default::default()).await));
+    let status =
+        serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}});
+    svc.patch_status(
+        "fairway-proxy",
+        &PatchParams::default(),
+        &Patch::Merge(&status),
+    )
+    .await
+    .unwrap();
+    assert!(forbidden(
+        svc.delete("fairway-proxy", &Default::default()).await
+    ));
 
     // Proxy: can watch everything it routes from, cluster-wide; cannot write.
-    let proxy = server.client_as(&sa("fairway-proxy"), SA_GROUPS).await.unwrap();
+    let proxy = server
+        .client_as(&sa("fairway-proxy"), SA_GROUPS)
+        .await
+        .unwrap();
     let watcher = IngressWatcher::start(proxy.clone(), WatchConfig::default());
     let mut published = watcher.subscribe();
-    tokio::time::timeout(Duration::from_secs(10), published.wait_for(|p| p.table_generation > 0))
-        .await
-        .expect("the proxy's watches must sync under its RBAC")
-        .unwrap();
-    let secret = Secret { metadata: kube::api::ObjectMeta { name: Some("x".into()), ..Default::default() }, ..Default::default() };
-    assert!(forbidden(Api::<Secret>::namespaced(proxy.clone(), "fairway").create(&PostParams::default(), &secret).await));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        published.wait_for(|p| p.table_generation > 0),
+    )
+    .await
+    .expect("the proxy's watches must sync under its RBAC")
+    .unwrap();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("x".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(forbidden(
+        Api::<Secret>::namespaced(proxy.clone(), "fairway")
+            .create(&PostParams::default(), &secret)
+            .await
+    ));
 
     // Speaker: reads Nodes, writes nothing.
-    let speaker = server.client_as(&sa("fairway-speaker"), SA_GROUPS).await.unwrap();
-    Api::<Node>::all(speaker.clone()).list(&ListParams::default()).await.unwrap();
-    assert!(forbidden(Api::<Secret>::namespaced(speaker.clone(), "fairway").list(&ListParams::default()).await));
+    let speaker = server
+        .client_as(&sa("fairway-speaker"), SA_GROUPS)
+        .await
+        .unwrap();
+    Api::<Node>::all(speaker.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(forbidden(
+        Api::<Secret>::namespaced(speaker.clone(), "fairway")
+            .list(&ListParams::default())
+            .await
+    ));
 }

@@ -16,13 +16,17 @@ fn lb_service(name: &str, class: Option<&str>, ips: Option<&str>) -> Service {
     Service {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            annotations: ips.map(|ips| BTreeMap::from([(ANNOTATION_IPS.to_string(), ips.to_string())])),
+            annotations: ips
+                .map(|ips| BTreeMap::from([(ANNOTATION_IPS.to_string(), ips.to_string())])),
             ..Default::default()
         },
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
             load_balancer_class: class.map(str::to_string),
-            ports: Some(vec![ServicePort { port: 80, ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -60,8 +64,16 @@ async fn loadbalancer_services_get_pool_addresses_and_status() {
         class: DEFAULT_LB_CLASS.into(),
         default_class: false,
         pools: vec![
-            Pool { name: "main".into(), cidrs: vec!["198.51.100.0/29".parse().unwrap()], auto_assign: true },
-            Pool { name: "reserved".into(), cidrs: vec!["203.0.113.0/29".parse().unwrap()], auto_assign: false },
+            Pool {
+                name: "main".into(),
+                cidrs: vec!["198.51.100.0/29".parse().unwrap()],
+                auto_assign: true,
+            },
+            Pool {
+                name: "reserved".into(),
+                cidrs: vec!["203.0.113.0/29".parse().unwrap()],
+                auto_assign: false,
+            },
         ],
     };
     let controller = LbController::new(client.clone(), config, "lb-test").unwrap();
@@ -69,19 +81,44 @@ async fn loadbalancer_services_get_pool_addresses_and_status() {
     let task = tokio::spawn(controller.run());
 
     let pp = PostParams::default();
-    api.create(&pp, &lb_service("auto", Some(DEFAULT_LB_CLASS), None)).await.unwrap();
-    api.create(&pp, &lb_service("pinned", Some(DEFAULT_LB_CLASS), Some("203.0.113.5"))).await.unwrap();
-    api.create(&pp, &lb_service("other-class", Some("example.com/lb"), None)).await.unwrap();
-    api.create(&pp, &lb_service("classless", None, None)).await.unwrap();
+    api.create(&pp, &lb_service("auto", Some(DEFAULT_LB_CLASS), None))
+        .await
+        .unwrap();
+    api.create(
+        &pp,
+        &lb_service("pinned", Some(DEFAULT_LB_CLASS), Some("203.0.113.5")),
+    )
+    .await
+    .unwrap();
+    api.create(
+        &pp,
+        &lb_service("other-class", Some("example.com/lb"), None),
+    )
+    .await
+    .unwrap();
+    api.create(&pp, &lb_service("classless", None, None))
+        .await
+        .unwrap();
 
     let auto = status_ips(&api, "auto", true).await;
     assert_eq!(auto.len(), 1, "auto got {auto:?}");
     let ip: std::net::IpAddr = auto[0].parse().unwrap();
-    assert!("198.51.100.0/29".parse::<ipnet::IpNet>().unwrap().contains(&ip), "{ip} not from the pool");
+    assert!(
+        "198.51.100.0/29"
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .contains(&ip),
+        "{ip} not from the pool"
+    );
     assert_eq!(status_ips(&api, "pinned", true).await, vec!["203.0.113.5"]);
 
     // A second Service asking for the same address is refused with an Event and no status.
-    api.create(&pp, &lb_service("thief", Some(DEFAULT_LB_CLASS), Some("203.0.113.5"))).await.unwrap();
+    api.create(
+        &pp,
+        &lb_service("thief", Some(DEFAULT_LB_CLASS), Some("203.0.113.5")),
+    )
+    .await
+    .unwrap();
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (allocated, failed) = loop {
@@ -90,11 +127,21 @@ async fn loadbalancer_services_get_pool_addresses_and_status() {
             .items
             .iter()
             .map(|e| {
-                (e.regarding.as_ref().and_then(|r| r.name.clone()).unwrap_or_default(), e.reason.clone().unwrap_or_default())
+                (
+                    e.regarding
+                        .as_ref()
+                        .and_then(|r| r.name.clone())
+                        .unwrap_or_default(),
+                    e.reason.clone().unwrap_or_default(),
+                )
             })
             .collect();
-        let allocated = reasons.iter().any(|(n, r)| n == "auto" && r == "IPAllocated");
-        let failed = reasons.iter().any(|(n, r)| n == "thief" && r == "AllocationFailed");
+        let allocated = reasons
+            .iter()
+            .any(|(n, r)| n == "auto" && r == "IPAllocated");
+        let failed = reasons
+            .iter()
+            .any(|(n, r)| n == "thief" && r == "AllocationFailed");
         if (allocated && failed) || tokio::time::Instant::now() > deadline {
             break (allocated, failed);
         }

@@ -23,7 +23,10 @@ fn fast(ns: &str, id: &str) -> LeaseConfig {
 async fn wait_leader(e: &LeaseElector, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let mut rx = e.subscribe();
-    tokio::time::timeout(limit, rx.wait_for(|l| l.is_leader)).await.ok()?.ok()?;
+    tokio::time::timeout(limit, rx.wait_for(|l| l.is_leader))
+        .await
+        .ok()?
+        .ok()?;
     Some(start.elapsed())
 }
 
@@ -42,13 +45,18 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
         while let Some(Ok(ev)) = w.next().await {
             if let watcher::Event::Apply(l) | watcher::Event::InitApply(l) = ev {
                 let spec = l.spec.unwrap_or_default();
-                h.lock().unwrap().push((spec.holder_identity, spec.lease_transitions.unwrap_or(0)));
+                h.lock()
+                    .unwrap()
+                    .push((spec.holder_identity, spec.lease_transitions.unwrap_or(0)));
             }
         }
     });
 
     let a = LeaseElector::start(client.clone(), fast(&ns, "a")).unwrap();
-    assert!(wait_leader(&a, Duration::from_secs(10)).await.is_some(), "a never became leader");
+    assert!(
+        wait_leader(&a, Duration::from_secs(10)).await.is_some(),
+        "a never became leader"
+    );
     let b = LeaseElector::start(client.clone(), fast(&ns, "b")).unwrap();
     let first_epoch = a.current().epoch;
     assert!(first_epoch >= 1);
@@ -66,10 +74,15 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     // loose for a busy CI box: lease 3 s + 2 × 0.88 s jittered retry + 3 s slack).
     let crashed = Instant::now();
     drop(a);
-    let took = wait_leader(&b, Duration::from_secs(10)).await.expect("b never took over");
+    let took = wait_leader(&b, Duration::from_secs(10))
+        .await
+        .expect("b never took over");
     let took = took.max(crashed.elapsed());
     assert!(took <= Duration::from_secs(8), "handover took {took:?}");
-    assert!(b.current().epoch > first_epoch, "the fencing epoch grows on handover");
+    assert!(
+        b.current().epoch > first_epoch,
+        "the fencing epoch grows on handover"
+    );
 
     // A third elector takes over at once after b releases.
     let c = LeaseElector::start(client.clone(), fast(&ns, "c")).unwrap();
@@ -77,8 +90,13 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     assert!(!c.current().is_leader);
     let epoch_b = b.current().epoch;
     b.release().await.unwrap();
-    let took = wait_leader(&c, Duration::from_secs(10)).await.expect("c never took over");
-    assert!(took <= Duration::from_secs(3), "after release c took {took:?}");
+    let took = wait_leader(&c, Duration::from_secs(10))
+        .await
+        .expect("c never took over");
+    assert!(
+        took <= Duration::from_secs(3),
+        "after release c took {took:?}"
+    );
     assert!(c.current().epoch > epoch_b);
     drop(c);
     recorder.abort();
@@ -86,13 +104,20 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     // The API server's history: a new holder always comes with a growing leaseTransitions.
     let history = history.lock().unwrap().clone();
     let holders: Vec<_> = history.iter().filter_map(|(h, _)| h.clone()).collect();
-    assert!(holders.contains(&"a".to_string()) && holders.contains(&"b".to_string()) && holders.contains(&"c".to_string()));
+    assert!(
+        holders.contains(&"a".to_string())
+            && holders.contains(&"b".to_string())
+            && holders.contains(&"c".to_string())
+    );
     for w in history.windows(2) {
         let ((h0, t0), (h1, t1)) = (&w[0], &w[1]);
         assert!(t1 >= t0, "leaseTransitions went back: {history:?}");
         // A release empties the holder without a transition (client-go); taking it is one.
         if h0 != h1 && h1.is_some() {
-            assert!(t1 > t0, "holder changed {h0:?} -> {h1:?} without a transition: {history:?}");
+            assert!(
+                t1 > t0,
+                "holder changed {h0:?} -> {h1:?} without a transition: {history:?}"
+            );
         }
     }
 }

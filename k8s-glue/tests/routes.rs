@@ -14,21 +14,30 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
 use k8s_testenv::ApiServer;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta { name: Some(name.into()), ..Default::default() }
+    ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 async fn ingress_class(client: &Client, name: &str) {
     let class = IngressClass {
         metadata: meta(name),
-        spec: Some(IngressClassSpec { controller: Some(CONTROLLER_NAME.into()), ..Default::default() }),
+        spec: Some(IngressClassSpec {
+            controller: Some(CONTROLLER_NAME.into()),
+            ..Default::default()
+        }),
     };
-    Api::<IngressClass>::all(client.clone()).create(&PostParams::default(), &class).await.unwrap();
+    Api::<IngressClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
 }
 
 fn ingress(name: &str, class: &str, host: &str, path: &str) -> Ingress {
@@ -46,7 +55,10 @@ fn slice(name: &str, addrs: &[(&str, bool)], port: u16) -> EndpointSlice {
     EndpointSlice {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: Some(BTreeMap::from([(SERVICE_NAME_LABEL.to_string(), "web".to_string())])),
+            labels: Some(BTreeMap::from([(
+                SERVICE_NAME_LABEL.to_string(),
+                "web".to_string(),
+            )])),
             ..Default::default()
         },
         address_type: "IPv4".into(),
@@ -54,31 +66,52 @@ fn slice(name: &str, addrs: &[(&str, bool)], port: u16) -> EndpointSlice {
             .iter()
             .map(|(a, ready)| Endpoint {
                 addresses: vec![a.to_string()],
-                conditions: Some(EndpointConditions { ready: Some(*ready), ..Default::default() }),
+                conditions: Some(EndpointConditions {
+                    ready: Some(*ready),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .collect(),
-        ports: Some(vec![EndpointPort { name: Some("http".into()), port: Some(port.into()), ..Default::default() }]),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(port.into()),
+            ..Default::default()
+        }]),
     }
 }
 
 /// The endpoints the live table routes `host` + `path` to (None: no route, i.e. 404).
 fn route(w: &IngressWatcher, host: &str, path: &str) -> Option<Vec<SocketAddr>> {
     let table = w.table().load();
-    table.route(&RequestView::new(host, path)).map(|m| m.backend.endpoints().to_vec())
+    table
+        .route(&RequestView::new(host, path))
+        .map(|m| m.backend.endpoints().to_vec())
 }
 
-async fn until(rx: &mut watch::Receiver<Published>, what: &str, mut f: impl FnMut(&Published) -> bool) {
+async fn until(
+    rx: &mut watch::Receiver<Published>,
+    what: &str,
+    mut f: impl FnMut(&Published) -> bool,
+) {
     tokio::time::timeout(Duration::from_secs(15), rx.wait_for(|p| f(p)))
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
         .unwrap();
 }
 
-async fn until_route(w: &IngressWatcher, host: &str, path: &str, want: Option<Vec<SocketAddr>>) -> Duration {
+async fn until_route(
+    w: &IngressWatcher,
+    host: &str,
+    path: &str,
+    want: Option<Vec<SocketAddr>>,
+) -> Duration {
     let start = Instant::now();
     while route(w, host, path) != want {
-        assert!(start.elapsed() < Duration::from_secs(15), "route {host}{path} never became {want:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "route {host}{path} never became {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     start.elapsed()
@@ -100,20 +133,37 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
     let svc = Service {
         metadata: meta("web"),
         spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort { name: Some("http".into()), port: 80, ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
     };
     services.create(&pp, &svc).await.unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-    slices.create(&pp, &slice("web-1", &[("198.51.100.7", true)], up.port())).await.unwrap();
+    slices
+        .create(&pp, &slice("web-1", &[("198.51.100.7", true)], up.port()))
+        .await
+        .unwrap();
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
-    ingresses.create(&pp, &ingress("app", &class, "a.example.com", "/app")).await.unwrap();
-    ingresses.create(&pp, &ingress("foreign", "nginx", "b.example.com", "/")).await.unwrap();
+    ingresses
+        .create(&pp, &ingress("app", &class, "a.example.com", "/app"))
+        .await
+        .unwrap();
+    ingresses
+        .create(&pp, &ingress("foreign", "nginx", "b.example.com", "/"))
+        .await
+        .unwrap();
 
     let vip: std::net::IpAddr = "198.51.100.10".parse().unwrap();
-    let config = WatchConfig { namespace: Some(ns.clone()), status_ips: vec![vip], ..Default::default() };
+    let config = WatchConfig {
+        namespace: Some(ns.clone()),
+        status_ips: vec![vip],
+        ..Default::default()
+    };
     let watcher = IngressWatcher::start(client.clone(), config);
     let mut rx = watcher.subscribe();
     until(&mut rx, "first table", |p| p.table_generation > 0).await;
@@ -122,12 +172,21 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
     assert_eq!(route(&watcher, "a.example.com", "/app/x"), Some(vec![up]));
     assert_eq!(route(&watcher, "A.Example.com:443", "/app"), Some(vec![up]));
     assert_eq!(route(&watcher, "a.example.com", "/other"), None);
-    assert_eq!(route(&watcher, "b.example.com", "/"), None, "another class's Ingress is not ours");
+    assert_eq!(
+        route(&watcher, "b.example.com", "/"),
+        None,
+        "another class's Ingress is not ours"
+    );
 
     // Status: ours gets the VIP, the foreign one nothing.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ip = ingresses.get("app").await.unwrap().status.and_then(|s| s.load_balancer?.ingress?.first()?.ip.clone());
+        let ip = ingresses
+            .get("app")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.load_balancer?.ingress?.first()?.ip.clone());
         if ip.as_deref() == Some("198.51.100.10") {
             break;
         }
@@ -135,28 +194,69 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let foreign = ingresses.get("foreign").await.unwrap();
-    assert!(foreign.status.and_then(|s| s.load_balancer?.ingress).is_none_or(|i| i.is_empty()));
+    assert!(
+        foreign
+            .status
+            .and_then(|s| s.load_balancer?.ingress)
+            .is_none_or(|i| i.is_empty())
+    );
 
     // Endpoint changes apply in place: no table recompile.
     let before = rx.borrow().clone();
-    slices.create(&pp, &slice("web-2", &[("198.51.100.8", true), ("198.51.100.9", false)], up.port())).await.unwrap();
-    let two: Vec<SocketAddr> = vec![up, SocketAddr::new("198.51.100.8".parse().unwrap(), up.port())];
+    slices
+        .create(
+            &pp,
+            &slice(
+                "web-2",
+                &[("198.51.100.8", true), ("198.51.100.9", false)],
+                up.port(),
+            ),
+        )
+        .await
+        .unwrap();
+    let two: Vec<SocketAddr> = vec![
+        up,
+        SocketAddr::new("198.51.100.8".parse().unwrap(), up.port()),
+    ];
     until_route(&watcher, "a.example.com", "/app", Some(two)).await;
     let after = rx.borrow().clone();
-    assert_eq!(after.table_generation, before.table_generation, "an endpoint change must not rebuild the table");
+    assert_eq!(
+        after.table_generation, before.table_generation,
+        "an endpoint change must not rebuild the table"
+    );
     assert!(after.endpoints_generation > before.endpoints_generation);
 
     // One Ingress change becomes live (printed; the bench measures this properly).
     let mut changed = ingresses.get("app").await.unwrap();
-    changed.spec.as_mut().unwrap().rules.as_mut().unwrap()[0].http.as_mut().unwrap().paths[0].path = Some("/v2".into());
+    changed.spec.as_mut().unwrap().rules.as_mut().unwrap()[0]
+        .http
+        .as_mut()
+        .unwrap()
+        .paths[0]
+        .path = Some("/v2".into());
     let start = Instant::now();
     ingresses.replace("app", &pp, &changed).await.unwrap();
-    until_route(&watcher, "a.example.com", "/v2", Some(vec![up, SocketAddr::new("198.51.100.8".parse().unwrap(), up.port())])).await;
-    println!("one Ingress change live after {:?} (including the PUT)", start.elapsed());
+    until_route(
+        &watcher,
+        "a.example.com",
+        "/v2",
+        Some(vec![
+            up,
+            SocketAddr::new("198.51.100.8".parse().unwrap(), up.port()),
+        ]),
+    )
+    .await;
+    println!(
+        "one Ingress change live after {:?} (including the PUT)",
+        start.elapsed()
+    );
     assert_eq!(route(&watcher, "a.example.com", "/app"), None);
 
     // Deleting the Ingress removes the route: the proxy answers 404.
-    ingresses.delete("app", &DeleteParams::default()).await.unwrap();
+    ingresses
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
     until_route(&watcher, "a.example.com", "/v2", None).await;
     until(&mut rx, "empty table", |p| p.ingresses == 0).await;
 }
@@ -174,21 +274,39 @@ async fn a_thousand_ingresses_sync_into_one_table() {
     futures_util::stream::iter(0..N)
         .for_each_concurrent(16, |i| {
             let ingresses = ingresses.clone();
-            let ing = ingress(&format!("ing-{i}"), &class, &format!("h{i}.example.com"), "/");
+            let ing = ingress(
+                &format!("ing-{i}"),
+                &class,
+                &format!("h{i}.example.com"),
+                "/",
+            );
             async move {
-                ingresses.create(&PostParams::default(), &ing).await.unwrap();
+                ingresses
+                    .create(&PostParams::default(), &ing)
+                    .await
+                    .unwrap();
             }
         })
         .await;
     println!("created {N} Ingresses in {:?}", created.elapsed());
 
     let start = Instant::now();
-    let watcher = IngressWatcher::start(client.clone(), WatchConfig { namespace: Some(ns.clone()), ..Default::default() });
+    let watcher = IngressWatcher::start(
+        client.clone(),
+        WatchConfig {
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+    );
     let mut rx = watcher.subscribe();
     until(&mut rx, "1000 Ingresses", |p| p.ingresses == N).await;
     let synced = start.elapsed();
     println!("{N} Ingresses live after {synced:?} (list + compile)");
-    assert_eq!(rx.borrow().table_generation, 1, "the initial list compiles once");
+    assert_eq!(
+        rx.borrow().table_generation,
+        1,
+        "the initial list compiles once"
+    );
     assert!(route(&watcher, "h999.example.com", "/x").is_some());
     assert!(route(&watcher, "h1000.example.com", "/x").is_none());
 }

@@ -12,8 +12,8 @@ use k8s_glue::{SecretStore, SecretStoreConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_testenv::ApiServer;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
 
 fn pem_pair(name: &str) -> (String, String) {
@@ -24,7 +24,10 @@ fn pem_pair(name: &str) -> (String, String) {
 
 fn tls_secret(name: &str, crt: &str, key: &str) -> Secret {
     Secret {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
             ("tls.crt".to_string(), ByteString(crt.as_bytes().to_vec())),
@@ -35,7 +38,8 @@ fn tls_secret(name: &str, crt: &str, key: &str) -> Secret {
 }
 
 fn serial(snap: &Snapshot, name: &str) -> Option<String> {
-    snap.lookup(name, SystemTime::now()).map(|e| e.serial_hex().to_string())
+    snap.lookup(name, SystemTime::now())
+        .map(|e| e.serial_hex().to_string())
 }
 
 async fn until(rx: &mut watch::Receiver<Arc<Snapshot>>, what: &str, f: impl Fn(&Snapshot) -> bool) {
@@ -52,9 +56,17 @@ async fn rotating_a_tls_secret_changes_the_served_certificate() {
     let ns = server.fresh_namespace(&client, "secrets").await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let (crt1, key1) = pem_pair("shop.example.com");
-    secrets.create(&PostParams::default(), &tls_secret("shop-tls", &crt1, &key1)).await.unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &tls_secret("shop-tls", &crt1, &key1),
+        )
+        .await
+        .unwrap();
 
-    let store = SecretStore::start(client.clone(), SecretStoreConfig::new(&ns)).await.unwrap();
+    let store = SecretStore::start(client.clone(), SecretStoreConfig::new(&ns))
+        .await
+        .unwrap();
     let first = serial(&store.snapshot(), "shop.example.com").expect("served after start");
     let mut rx = store.subscribe();
 
@@ -63,13 +75,25 @@ async fn rotating_a_tls_secret_changes_the_served_certificate() {
     let mut s = secrets.get("shop-tls").await.unwrap();
     s.data = tls_secret("x", &crt2, &key2).data;
     let rotated = std::time::Instant::now();
-    secrets.replace("shop-tls", &PostParams::default(), &s).await.unwrap();
-    until(&mut rx, "rotation", |snap| serial(snap, "shop.example.com").is_some_and(|s| s != first)).await;
+    secrets
+        .replace("shop-tls", &PostParams::default(), &s)
+        .await
+        .unwrap();
+    until(&mut rx, "rotation", |snap| {
+        serial(snap, "shop.example.com").is_some_and(|s| s != first)
+    })
+    .await;
     println!("rotation visible after {:?}", rotated.elapsed());
 
     // Deleting it stops serving it.
-    secrets.delete("shop-tls", &Default::default()).await.unwrap();
-    until(&mut rx, "deletion", |snap| serial(snap, "shop.example.com").is_none()).await;
+    secrets
+        .delete("shop-tls", &Default::default())
+        .await
+        .unwrap();
+    until(&mut rx, "deletion", |snap| {
+        serial(snap, "shop.example.com").is_none()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +102,11 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "secrets-rw").await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let store = Arc::new(SecretStore::start(client.clone(), SecretStoreConfig::new(&ns)).await.unwrap());
+    let store = Arc::new(
+        SecretStore::start(client.clone(), SecretStoreConfig::new(&ns))
+            .await
+            .unwrap(),
+    );
     store.set_epoch(3);
 
     // Import a Traefik acme.json: one account, two certificates.
@@ -105,14 +133,24 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
     assert_eq!(written.annotations()[RESOLVER_ANNOTATION], "le");
     assert_eq!(written.annotations()[CM_ALT_NAMES], "a.example.com");
     assert_eq!(written.annotations()[EPOCH_ANNOTATION], "3");
-    assert_eq!(written.data.as_ref().unwrap()["tls.crt"].0, crt_a.as_bytes());
+    assert_eq!(
+        written.data.as_ref().unwrap()["tls.crt"].0,
+        crt_a.as_bytes()
+    );
 
     // Export gives back the same account and certificates.
     let mut rx = store.subscribe();
     until(&mut rx, "watch catches up", |s| s.entries().len() == 2).await;
     let exported = AcmeDocument::parse(store.export_acme_json().unwrap().as_bytes()).unwrap();
-    assert_eq!(exported.resolvers["le"].account, doc.resolvers["le"].account);
-    let mut names: Vec<String> = exported.resolvers["le"].certificates.iter().map(|c| c.domain.main.clone()).collect();
+    assert_eq!(
+        exported.resolvers["le"].account,
+        doc.resolvers["le"].account
+    );
+    let mut names: Vec<String> = exported.resolvers["le"]
+        .certificates
+        .iter()
+        .map(|c| c.domain.main.clone())
+        .collect();
     names.sort();
     assert_eq!(names, ["a.example.com", "b.example.com"]);
 
@@ -136,13 +174,19 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
                         handle.block_on(async {
                             let mut s = secrets2.get("fairway-tls-a.example.com").await.unwrap();
                             s.labels_mut().insert("touched".into(), "yes".into());
-                            secrets2.replace("fairway-tls-a.example.com", &PostParams::default(), &s).await.unwrap();
+                            secrets2
+                                .replace("fairway-tls-a.example.com", &PostParams::default(), &s)
+                                .await
+                                .unwrap();
                         })
                     })
                     .join()
                     .unwrap();
                 }
-                doc.resolvers.get_mut("le").unwrap().upsert(StoredCert::from_pem("a.example.com", &[], &crt_a2, &key_a2));
+                doc.resolvers
+                    .get_mut("le")
+                    .unwrap()
+                    .upsert(StoredCert::from_pem("a.example.com", &[], &crt_a2, &key_a2));
                 Ok(())
             })
             .unwrap();
@@ -150,19 +194,41 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
     })
     .await
     .unwrap();
-    assert_eq!(attempts, 2, "the conflicting write must be retried from a fresh read");
+    assert_eq!(
+        attempts, 2,
+        "the conflicting write must be retried from a fresh read"
+    );
     let renewed = secrets.get("fairway-tls-a.example.com").await.unwrap();
-    assert_eq!(renewed.data.as_ref().unwrap()["tls.crt"].0, new_crt.as_bytes());
+    assert_eq!(
+        renewed.data.as_ref().unwrap()["tls.crt"].0,
+        new_crt.as_bytes()
+    );
 
     // Removing a certificate deletes its Secret.
     store
         .update_async(&mut |doc: &mut AcmeDocument| {
-            doc.resolvers.get_mut("le").unwrap().remove_main("b.example.com");
+            doc.resolvers
+                .get_mut("le")
+                .unwrap()
+                .remove_main("b.example.com");
             Ok(())
         })
         .await
         .unwrap();
-    let left: Vec<String> = secrets.list(&ListParams::default()).await.unwrap().items.iter().map(|s| s.name_any()).collect();
-    assert!(!left.contains(&"fairway-tls-b.example.com".to_string()), "{left:?}");
-    assert!(left.contains(&"fairway-acme-accounts".to_string()), "{left:?}");
+    let left: Vec<String> = secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| s.name_any())
+        .collect();
+    assert!(
+        !left.contains(&"fairway-tls-b.example.com".to_string()),
+        "{left:?}"
+    );
+    assert!(
+        left.contains(&"fairway-acme-accounts".to_string()),
+        "{left:?}"
+    );
 }

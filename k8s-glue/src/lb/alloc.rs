@@ -45,7 +45,12 @@ pub const DEFAULT_LB_CLASS: &str = "fairway.dev/lb";
 impl LbConfig {
     /// Checks pool names are unique and non-empty and pools do not overlap.
     pub fn validate(&self) -> Result<(), Error> {
-        let bad = |message: String| Err(Error::Config { field: "load_balancer.pools", message });
+        let bad = |message: String| {
+            Err(Error::Config {
+                field: "load_balancer.pools",
+                message,
+            })
+        };
         for (i, p) in self.pools.iter().enumerate() {
             if p.name.is_empty() {
                 return bad(format!("pool #{i} has no name"));
@@ -58,8 +63,14 @@ impl LbConfig {
                     return bad(format!("pool name {} is used twice", p.name));
                 }
                 for a in &p.cidrs {
-                    if q.cidrs.iter().any(|b| a.contains(&b.network()) || b.contains(&a.network())) {
-                        return bad(format!("pool {} range {a} overlaps pool {}", p.name, q.name));
+                    if q.cidrs
+                        .iter()
+                        .any(|b| a.contains(&b.network()) || b.contains(&a.network()))
+                    {
+                        return bad(format!(
+                            "pool {} range {a} overlaps pool {}",
+                            p.name, q.name
+                        ));
                     }
                 }
             }
@@ -153,7 +164,10 @@ pub fn request(svc: &Service) -> Result<Request, AllocError> {
                 .parse()
                 .map_err(|_| AllocError::Invalid(format!("`{part}` is not an IP address")))?;
             if ips.iter().any(|i: &IpAddr| i.is_ipv4() == ip.is_ipv4()) {
-                return Err(AllocError::Invalid(format!("more than one IPv{} address requested", if ip.is_ipv4() { 4 } else { 6 })));
+                return Err(AllocError::Invalid(format!(
+                    "more than one IPv{} address requested",
+                    if ip.is_ipv4() { 4 } else { 6 }
+                )));
             }
             ips.push(ip);
         }
@@ -166,7 +180,11 @@ pub fn request(svc: &Service) -> Result<Request, AllocError> {
         }
         (None, None) => None,
     };
-    Ok(Request { ips, pool, deprecated })
+    Ok(Request {
+        ips,
+        pool,
+        deprecated,
+    })
 }
 
 /// The addresses currently in `status.loadBalancer.ingress[].ip`.
@@ -175,7 +193,11 @@ pub fn status_ips(svc: &Service) -> Vec<IpAddr> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|ing| ing.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+        .map(|ing| {
+            ing.iter()
+                .filter_map(|i| i.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -214,12 +236,18 @@ pub struct Allocator {
 impl Allocator {
     /// An allocator over `pools` with nothing allocated.
     pub fn new(pools: Vec<Pool>) -> Self {
-        Allocator { pools, owner: HashMap::new(), held: BTreeMap::new() }
+        Allocator {
+            pools,
+            owner: HashMap::new(),
+            held: BTreeMap::new(),
+        }
     }
 
     /// The pool containing `ip`.
     pub fn pool_of(&self, ip: IpAddr) -> Option<&Pool> {
-        self.pools.iter().find(|p| p.cidrs.iter().any(|c| c.contains(&ip)))
+        self.pools
+            .iter()
+            .find(|p| p.cidrs.iter().any(|c| c.contains(&ip)))
     }
 
     /// The addresses `key` (`namespace/name`) holds.
@@ -241,7 +269,10 @@ impl Allocator {
 
     fn free_for(&self, ip: IpAddr, key: &str) -> Result<(), AllocError> {
         match self.owner.get(&ip) {
-            Some(o) if o != key => Err(AllocError::InUse { ip, owner: o.clone() }),
+            Some(o) if o != key => Err(AllocError::InUse {
+                ip,
+                owner: o.clone(),
+            }),
             _ => Ok(()),
         }
     }
@@ -250,7 +281,10 @@ impl Allocator {
         match (self.pool_of(ip), pool) {
             (Some(p), Some(want)) if p.name == want => Ok(()),
             (Some(_), None) => Ok(()),
-            _ => Err(AllocError::NotInPool { ip, pool: pool.map(str::to_string) }),
+            _ => Err(AllocError::NotInPool {
+                ip,
+                pool: pool.map(str::to_string),
+            }),
         }
     }
 
@@ -258,7 +292,12 @@ impl Allocator {
     /// Order (MetalLB's): keep still-valid current addresses; else the requested ones; else a free
     /// one from the requested pool; else from any auto-assign pool. On success `key` holds
     /// exactly the returned addresses; on failure it holds nothing.
-    pub fn assign(&mut self, key: &str, req: &Request, current: &[IpAddr]) -> Result<Vec<IpAddr>, AllocError> {
+    pub fn assign(
+        &mut self,
+        key: &str,
+        req: &Request,
+        current: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, AllocError> {
         let result = self.choose(key, req, current);
         self.release(key);
         if let Ok(ips) = &result {
@@ -270,7 +309,12 @@ impl Allocator {
         result
     }
 
-    fn choose(&self, key: &str, req: &Request, current: &[IpAddr]) -> Result<Vec<IpAddr>, AllocError> {
+    fn choose(
+        &self,
+        key: &str,
+        req: &Request,
+        current: &[IpAddr],
+    ) -> Result<Vec<IpAddr>, AllocError> {
         if let Some(pool) = &req.pool
             && !self.pools.iter().any(|p| &p.name == pool)
         {
@@ -284,9 +328,9 @@ impl Allocator {
             return Ok(req.ips.clone());
         }
         let keep = !current.is_empty()
-            && current
-                .iter()
-                .all(|ip| self.in_pool(*ip, req.pool.as_deref()).is_ok() && self.free_for(*ip, key).is_ok());
+            && current.iter().all(|ip| {
+                self.in_pool(*ip, req.pool.as_deref()).is_ok() && self.free_for(*ip, key).is_ok()
+            });
         if keep {
             return Ok(current.to_vec());
         }
@@ -317,15 +361,27 @@ mod tests {
 
     fn pools() -> Vec<Pool> {
         vec![
-            Pool { name: "a".into(), cidrs: vec!["198.51.100.0/30".parse().unwrap()], auto_assign: true },
-            Pool { name: "b".into(), cidrs: vec!["203.0.113.8/29".parse().unwrap()], auto_assign: false },
+            Pool {
+                name: "a".into(),
+                cidrs: vec!["198.51.100.0/30".parse().unwrap()],
+                auto_assign: true,
+            },
+            Pool {
+                name: "b".into(),
+                cidrs: vec!["203.0.113.8/29".parse().unwrap()],
+                auto_assign: false,
+            },
         ]
     }
 
     fn svc(class: Option<&str>, ann: &[(&str, &str)], spec_ip: Option<&str>) -> Service {
         Service {
             metadata: ObjectMeta {
-                annotations: Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                annotations: Some(
+                    ann.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             spec: Some(ServiceSpec {
@@ -340,13 +396,20 @@ mod tests {
 
     #[test]
     fn class_selection_follows_metallb() {
-        let mut cfg = LbConfig { class: DEFAULT_LB_CLASS.into(), default_class: false, pools: pools() };
+        let mut cfg = LbConfig {
+            class: DEFAULT_LB_CLASS.into(),
+            default_class: false,
+            pools: pools(),
+        };
         assert!(cfg.is_ours(&svc(Some(DEFAULT_LB_CLASS), &[], None)));
         assert!(!cfg.is_ours(&svc(None, &[], None)));
         assert!(!cfg.is_ours(&svc(Some("other"), &[], None)));
         cfg.default_class = true;
         assert!(cfg.is_ours(&svc(None, &[], None)));
-        assert!(!cfg.is_ours(&svc(Some("other"), &[], None)), "a default ignores classed Services");
+        assert!(
+            !cfg.is_ours(&svc(Some("other"), &[], None)),
+            "a default ignores classed Services"
+        );
         let mut cluster_ip = svc(None, &[], None);
         cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
         assert!(!cfg.is_ours(&cluster_ip));
@@ -354,17 +417,33 @@ mod tests {
 
     #[test]
     fn requests_are_read_and_contradictions_rejected() {
-        let r = request(&svc(None, &[(ANNOTATION_IPS, "203.0.113.9, 2001:db8::1")], None)).unwrap();
+        let r = request(&svc(
+            None,
+            &[(ANNOTATION_IPS, "203.0.113.9, 2001:db8::1")],
+            None,
+        ))
+        .unwrap();
         assert_eq!(r.ips.len(), 2);
         assert!(!r.deprecated);
         let r = request(&svc(None, &[], Some("203.0.113.9"))).unwrap();
         assert!(r.deprecated);
         assert!(matches!(
-            request(&svc(None, &[(ANNOTATION_IPS, "203.0.113.9")], Some("203.0.113.10"))),
+            request(&svc(
+                None,
+                &[(ANNOTATION_IPS, "203.0.113.9")],
+                Some("203.0.113.10")
+            )),
             Err(AllocError::Invalid(_))
         ));
         assert!(request(&svc(None, &[(ANNOTATION_IPS, "nope")], None)).is_err());
-        assert!(request(&svc(None, &[(ANNOTATION_IPS, "203.0.113.9,203.0.113.10")], None)).is_err());
+        assert!(
+            request(&svc(
+                None,
+                &[(ANNOTATION_IPS, "203.0.113.9,203.0.113.10")],
+                None
+            ))
+            .is_err()
+        );
         let r = request(&svc(None, &[(LEGACY_ANNOTATION_POOL, "b")], None)).unwrap();
         assert_eq!((r.pool.as_deref(), r.deprecated), (Some("b"), true));
     }
@@ -374,33 +453,71 @@ mod tests {
         let mut a = Allocator::new(pools());
         let none = Request::default();
         // 198.51.100.0/30 has two hosts: .1 and .2.
-        assert_eq!(a.assign("ns/x", &none, &[]).unwrap(), vec!["198.51.100.1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(a.assign("ns/y", &none, &[]).unwrap(), vec!["198.51.100.2".parse::<IpAddr>().unwrap()]);
-        assert!(matches!(a.assign("ns/z", &none, &[]), Err(AllocError::Exhausted(_))));
+        assert_eq!(
+            a.assign("ns/x", &none, &[]).unwrap(),
+            vec!["198.51.100.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            a.assign("ns/y", &none, &[]).unwrap(),
+            vec!["198.51.100.2".parse::<IpAddr>().unwrap()]
+        );
+        assert!(matches!(
+            a.assign("ns/z", &none, &[]),
+            Err(AllocError::Exhausted(_))
+        ));
         // Re-assigning keeps the current address.
         let x = a.held("ns/x").to_vec();
         assert_eq!(a.assign("ns/x", &none, &x).unwrap(), x);
         // Requested pool b (not auto-assign) works when named.
-        let pool_b = Request { pool: Some("b".into()), ..Default::default() };
-        assert_eq!(a.assign("ns/z", &pool_b, &[]).unwrap(), vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
+        let pool_b = Request {
+            pool: Some("b".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            a.assign("ns/z", &pool_b, &[]).unwrap(),
+            vec!["203.0.113.9".parse::<IpAddr>().unwrap()]
+        );
         // A requested address held by another Service conflicts; outside pools is refused.
-        let want_x = Request { ips: x.clone(), ..Default::default() };
-        assert!(matches!(a.assign("ns/w", &want_x, &[]), Err(AllocError::InUse { .. })));
-        let outside = Request { ips: vec!["192.0.2.1".parse().unwrap()], ..Default::default() };
-        assert!(matches!(a.assign("ns/w", &outside, &[]), Err(AllocError::NotInPool { .. })));
+        let want_x = Request {
+            ips: x.clone(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            a.assign("ns/w", &want_x, &[]),
+            Err(AllocError::InUse { .. })
+        ));
+        let outside = Request {
+            ips: vec!["192.0.2.1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            a.assign("ns/w", &outside, &[]),
+            Err(AllocError::NotInPool { .. })
+        ));
         assert!(a.held("ns/w").is_empty());
         // Releasing frees for others.
         a.release("ns/x");
         assert_eq!(a.assign("ns/w", &want_x, &[]).unwrap(), x);
         assert!(matches!(
-            a.assign("ns/v", &Request { pool: Some("nope".into()), ..Default::default() }, &[]),
+            a.assign(
+                "ns/v",
+                &Request {
+                    pool: Some("nope".into()),
+                    ..Default::default()
+                },
+                &[]
+            ),
             Err(AllocError::UnknownPool(_))
         ));
     }
 
     #[test]
     fn overlapping_pools_are_rejected() {
-        let mut cfg = LbConfig { class: "c".into(), default_class: false, pools: pools() };
+        let mut cfg = LbConfig {
+            class: "c".into(),
+            default_class: false,
+            pools: pools(),
+        };
         cfg.validate().unwrap();
         cfg.pools[1].cidrs.push("198.51.100.0/24".parse().unwrap());
         assert!(cfg.validate().unwrap_err().to_string().contains("overlaps"));

@@ -35,7 +35,10 @@ pub struct LbController {
 
 impl std::fmt::Debug for LbController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LbController").field("config", &self.config).field("allocator", &self.allocator).finish()
+        f.debug_struct("LbController")
+            .field("config", &self.config)
+            .field("allocator", &self.allocator)
+            .finish()
     }
 }
 
@@ -49,7 +52,10 @@ impl LbController {
         config.validate()?;
         let recorder = Recorder::new(
             client.clone(),
-            Reporter { controller: "fairway-controller".into(), instance: Some(reporter.to_string()) },
+            Reporter {
+                controller: "fairway-controller".into(),
+                instance: Some(reporter.to_string()),
+            },
         );
         Ok(LbController {
             allocator: Allocator::new(config.pools.clone()),
@@ -79,8 +85,13 @@ impl LbController {
                     // Services that already have addresses first, so they keep them (MetalLB).
                     init.sort_by_key(|s| alloc::status_ips(s).is_empty());
                     let listed: HashSet<String> = init.iter().map(key_of).collect();
-                    let gone: Vec<String> =
-                        self.tx.borrow().keys().filter(|k| !listed.contains(*k)).cloned().collect();
+                    let gone: Vec<String> = self
+                        .tx
+                        .borrow()
+                        .keys()
+                        .filter(|k| !listed.contains(*k))
+                        .cloned()
+                        .collect();
                     for key in gone {
                         self.forget(&key);
                     }
@@ -131,8 +142,18 @@ impl LbController {
                 });
                 if ips != current {
                     self.write_status(svc, &ips).await;
-                    let note = ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-                    self.event(svc, EventType::Normal, "IPAllocated", format!("Assigned IP [{note}]")).await;
+                    let note = ips
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    self.event(
+                        svc,
+                        EventType::Normal,
+                        "IPAllocated",
+                        format!("Assigned IP [{note}]"),
+                    )
+                    .await;
                 }
             }
             Err(e) => {
@@ -140,25 +161,44 @@ impl LbController {
                 if !current.is_empty() {
                     self.write_status(svc, &[]).await;
                 }
-                self.event(svc, EventType::Warning, "AllocationFailed", format!("Failed to allocate IP for {key}: {e}"))
-                    .await;
+                self.event(
+                    svc,
+                    EventType::Warning,
+                    "AllocationFailed",
+                    format!("Failed to allocate IP for {key}: {e}"),
+                )
+                .await;
             }
         }
     }
 
     async fn write_status(&self, svc: &Service, ips: &[IpAddr]) {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+        let api: Api<Service> =
+            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
         let status = alloc::lb_status(ips);
         let body = serde_json::json!({
             "status": {"loadBalancer": {"ingress": status.ingress}}
         });
-        if let Err(e) = api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await {
+        if let Err(e) = api
+            .patch_status(
+                &svc.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&body),
+            )
+            .await
+        {
             tracing::warn!(service = %key_of(svc), error = %e, "writing LoadBalancer status failed");
         }
     }
 
     async fn event(&self, svc: &Service, type_: EventType, reason: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Allocate".into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Allocate".into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, &svc.object_ref(&())).await {
             tracing::warn!(service = %key_of(svc), error = %e, "publishing Event failed");
         }

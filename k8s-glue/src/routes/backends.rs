@@ -24,7 +24,10 @@ pub struct Backend {
 impl Backend {
     /// A backend for `key` with `endpoints`.
     pub fn new(key: ServiceBackend, endpoints: Vec<SocketAddr>) -> Self {
-        Backend { key, endpoints: ArcSwap::from_pointee(endpoints) }
+        Backend {
+            key,
+            endpoints: ArcSwap::from_pointee(endpoints),
+        }
     }
 
     /// Which Service port this is.
@@ -55,7 +58,10 @@ pub fn resolve<'a>(
     service: Option<&Service>,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Vec<SocketAddr> {
-    let Some(ports) = service.and_then(|s| s.spec.as_ref()).and_then(|s| s.ports.as_ref()) else {
+    let Some(ports) = service
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.ports.as_ref())
+    else {
         return Vec::new();
     };
     let port = ports.iter().find(|p| match &backend.port {
@@ -103,8 +109,16 @@ mod tests {
         Service {
             spec: Some(ServiceSpec {
                 ports: Some(vec![
-                    K8sPort { name: Some("http".into()), port: 80, ..Default::default() },
-                    K8sPort { name: Some("admin".into()), port: 9000, ..Default::default() },
+                    K8sPort {
+                        name: Some("http".into()),
+                        port: 80,
+                        ..Default::default()
+                    },
+                    K8sPort {
+                        name: Some("admin".into()),
+                        port: 9000,
+                        ..Default::default()
+                    },
                 ]),
                 ..Default::default()
             }),
@@ -115,12 +129,19 @@ mod tests {
     fn slice(port_name: &str, port: i32, eps: &[(&str, Option<bool>)]) -> EndpointSlice {
         EndpointSlice {
             address_type: "IPv4".into(),
-            ports: Some(vec![EndpointPort { name: Some(port_name.into()), port: Some(port), ..Default::default() }]),
+            ports: Some(vec![EndpointPort {
+                name: Some(port_name.into()),
+                port: Some(port),
+                ..Default::default()
+            }]),
             endpoints: eps
                 .iter()
                 .map(|(a, ready)| Endpoint {
                     addresses: vec![a.to_string()],
-                    conditions: Some(EndpointConditions { ready: *ready, ..Default::default() }),
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .collect(),
@@ -129,19 +150,40 @@ mod tests {
     }
 
     fn key(port: ServicePort) -> ServiceBackend {
-        ServiceBackend { namespace: "ns".into(), service: "web".into(), port }
+        ServiceBackend {
+            namespace: "ns".into(),
+            service: "web".into(),
+            port,
+        }
     }
 
     #[test]
     fn resolves_by_number_or_name_through_the_slice_port() {
         let slices = [
-            slice("http", 8080, &[("10.1.0.1", Some(true)), ("10.1.0.2", None), ("10.1.0.3", Some(false))]),
+            slice(
+                "http",
+                8080,
+                &[
+                    ("10.1.0.1", Some(true)),
+                    ("10.1.0.2", None),
+                    ("10.1.0.3", Some(false)),
+                ],
+            ),
             slice("admin", 9090, &[("10.1.0.9", Some(true))]),
         ];
         let svc = service();
-        let want: Vec<SocketAddr> = vec!["10.1.0.1:8080".parse().unwrap(), "10.1.0.2:8080".parse().unwrap()];
-        assert_eq!(resolve(&key(ServicePort::Number(80)), Some(&svc), &slices), want);
-        assert_eq!(resolve(&key(ServicePort::Name("http".into())), Some(&svc), &slices), want);
+        let want: Vec<SocketAddr> = vec![
+            "10.1.0.1:8080".parse().unwrap(),
+            "10.1.0.2:8080".parse().unwrap(),
+        ];
+        assert_eq!(
+            resolve(&key(ServicePort::Number(80)), Some(&svc), &slices),
+            want
+        );
+        assert_eq!(
+            resolve(&key(ServicePort::Name("http".into())), Some(&svc), &slices),
+            want
+        );
         assert_eq!(
             resolve(&key(ServicePort::Name("admin".into())), Some(&svc), &slices),
             vec!["10.1.0.9:9090".parse::<SocketAddr>().unwrap()]

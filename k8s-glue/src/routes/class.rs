@@ -22,10 +22,14 @@ pub struct OurClasses {
 
 impl OurClasses {
     /// Computes our classes from all IngressClasses, for controller name `controller`.
-    pub fn from_classes<'a>(classes: impl IntoIterator<Item = &'a IngressClass>, controller: &str) -> Self {
+    pub fn from_classes<'a>(
+        classes: impl IntoIterator<Item = &'a IngressClass>,
+        controller: &str,
+    ) -> Self {
         let mut ours = OurClasses::default();
         for class in classes {
-            let mine = class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(controller);
+            let mine =
+                class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(controller);
             if !mine {
                 continue;
             }
@@ -50,7 +54,14 @@ impl OurClasses {
             .spec
             .as_ref()
             .and_then(|s| s.ingress_class_name.as_deref())
-            .or_else(|| ingress.metadata.annotations.as_ref()?.get(CLASS_ANNOTATION).map(String::as_str));
+            .or_else(|| {
+                ingress
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(CLASS_ANNOTATION)
+                    .map(String::as_str)
+            });
         match class {
             Some(c) => self.names.contains(c),
             None => self.default,
@@ -68,33 +79,46 @@ mod tests {
         IngressClass {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                annotations: default.then(|| [(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into()),
+                annotations: default
+                    .then(|| [(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into()),
                 ..Default::default()
             },
-            spec: Some(IngressClassSpec { controller: Some(controller.into()), ..Default::default() }),
+            spec: Some(IngressClassSpec {
+                controller: Some(controller.into()),
+                ..Default::default()
+            }),
         }
     }
 
     fn ing(class: Option<&str>, annotation: Option<&str>) -> Ingress {
         Ingress {
             metadata: ObjectMeta {
-                annotations: annotation.map(|a| [(CLASS_ANNOTATION.to_string(), a.to_string())].into()),
+                annotations: annotation
+                    .map(|a| [(CLASS_ANNOTATION.to_string(), a.to_string())].into()),
                 ..Default::default()
             },
-            spec: Some(IngressSpec { ingress_class_name: class.map(str::to_string), ..Default::default() }),
+            spec: Some(IngressSpec {
+                ingress_class_name: class.map(str::to_string),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     #[test]
     fn selects_by_class_annotation_and_default() {
-        let classes =
-            [class("fairway", CONTROLLER_NAME, false), class("nginx", "k8s.io/ingress-nginx", true)];
+        let classes = [
+            class("fairway", CONTROLLER_NAME, false),
+            class("nginx", "k8s.io/ingress-nginx", true),
+        ];
         let ours = OurClasses::from_classes(&classes, CONTROLLER_NAME);
         assert!(ours.is_ours(&ing(Some("fairway"), None)));
         assert!(ours.is_ours(&ing(None, Some("fairway"))));
         assert!(!ours.is_ours(&ing(Some("nginx"), None)));
-        assert!(!ours.is_ours(&ing(None, None)), "class-less goes to the default, which is not ours");
+        assert!(
+            !ours.is_ours(&ing(None, None)),
+            "class-less goes to the default, which is not ours"
+        );
         assert!(!ours.is_ours(&ing(Some("unknown"), None)));
 
         let classes = [class("fairway", CONTROLLER_NAME, true)];

@@ -117,7 +117,7 @@ impl IngressWatcher {
 enum Change {
     Class(watcher::Event<IngressClass>),
     Ingress(watcher::Event<Ingress>),
-    Service(watcher::Event<Service>),
+    Service(Box<watcher::Event<Service>>),
     Slice(watcher::Event<EndpointSlice>),
     Failed(&'static str, watcher::Error),
 }
@@ -141,7 +141,11 @@ struct Mirror<K> {
 
 impl<K: ResourceExt> Mirror<K> {
     fn new() -> Self {
-        Mirror { objects: HashMap::new(), buffer: None, synced: false }
+        Mirror {
+            objects: HashMap::new(),
+            buffer: None,
+            synced: false,
+        }
     }
 
     /// Applies an event; returns the keys whose object changed (for a relist: all old and new).
@@ -152,14 +156,20 @@ impl<K: ResourceExt> Mirror<K> {
                 Vec::new()
             }
             watcher::Event::InitApply(o) => {
-                self.buffer.get_or_insert_with(HashMap::new).insert(key_of(&o), o);
+                self.buffer
+                    .get_or_insert_with(HashMap::new)
+                    .insert(key_of(&o), o);
                 Vec::new()
             }
             watcher::Event::InitDone => {
                 let new = self.buffer.take().unwrap_or_default();
                 let old = std::mem::replace(&mut self.objects, new);
                 self.synced = true;
-                old.into_keys().chain(self.objects.keys().cloned()).collect::<HashSet<_>>().into_iter().collect()
+                old.into_keys()
+                    .chain(self.objects.keys().cloned())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect()
             }
             watcher::Event::Apply(o) => {
                 let k = key_of(&o);
@@ -175,7 +185,11 @@ impl<K: ResourceExt> Mirror<K> {
     }
 }
 
-fn stream_of<K>(api: Api<K>, wrap: fn(watcher::Event<K>) -> Change, what: &'static str) -> impl Stream<Item = Change>
+fn stream_of<K>(
+    api: Api<K>,
+    wrap: fn(watcher::Event<K>) -> Change,
+    what: &'static str,
+) -> impl Stream<Item = Change>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
@@ -258,7 +272,9 @@ impl State {
                     None => {
                         let s = match self.backends.get(&r.backend) {
                             Some(s) => Arc::clone(s),
-                            None => Arc::new(Backend::new(r.backend.clone(), self.resolve(&r.backend))),
+                            None => {
+                                Arc::new(Backend::new(r.backend.clone(), self.resolve(&r.backend)))
+                            }
                         };
                         used.insert(r.backend.clone(), Arc::clone(&s));
                         s
@@ -277,7 +293,9 @@ impl State {
                 self.published.routes = routes;
                 self.published.ingresses = self.routes.len();
             }
-            Err(e) => tracing::warn!(error = %e, "compiling the Ingress route table failed; keeping the previous one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "compiling the Ingress route table failed; keeping the previous one")
+            }
         }
         self.table_dirty = false;
     }
@@ -287,7 +305,9 @@ impl State {
             return;
         }
         for key in keys {
-            let Some(ing) = self.ingresses.objects.get(key) else { continue };
+            let Some(ing) = self.ingresses.objects.get(key) else {
+                continue;
+            };
             if !self.ours.is_ours(ing) {
                 continue;
             }
@@ -296,7 +316,12 @@ impl State {
     }
 }
 
-async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Backend>>>, tx: watch::Sender<Published>) {
+async fn run(
+    client: Client,
+    config: WatchConfig,
+    table: Arc<SharedTable<Arc<Backend>>>,
+    tx: watch::Sender<Published>,
+) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -308,10 +333,30 @@ async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Bac
         }
     }
     let streams = futures_util::stream::select_all([
-        stream_of(Api::<IngressClass>::all(client.clone()), Change::Class, "IngressClass").boxed(),
-        stream_of(api::<Ingress>(&client, &config.namespace), Change::Ingress, "Ingress").boxed(),
-        stream_of(api::<Service>(&client, &config.namespace), Change::Service, "Service").boxed(),
-        stream_of(api::<EndpointSlice>(&client, &config.namespace), Change::Slice, "EndpointSlice").boxed(),
+        stream_of(
+            Api::<IngressClass>::all(client.clone()),
+            Change::Class,
+            "IngressClass",
+        )
+        .boxed(),
+        stream_of(
+            api::<Ingress>(&client, &config.namespace),
+            Change::Ingress,
+            "Ingress",
+        )
+        .boxed(),
+        stream_of(
+            api::<Service>(&client, &config.namespace),
+            |e| Change::Service(Box::new(e)),
+            "Service",
+        )
+        .boxed(),
+        stream_of(
+            api::<EndpointSlice>(&client, &config.namespace),
+            Change::Slice,
+            "EndpointSlice",
+        )
+        .boxed(),
     ]);
     let mut streams = streams;
     let debounce = config.debounce;
@@ -355,10 +400,19 @@ async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Bac
         match change {
             Change::Class(e) => {
                 state.classes.apply(e);
-                let ours = OurClasses::from_classes(state.classes.objects.values(), &state.config.controller);
+                let ours = OurClasses::from_classes(
+                    state.classes.objects.values(),
+                    &state.config.controller,
+                );
                 if ours != state.ours {
                     state.ours = ours;
-                    let keys: Vec<Key> = state.ingresses.objects.keys().cloned().chain(state.routes.keys().cloned()).collect();
+                    let keys: Vec<Key> = state
+                        .ingresses
+                        .objects
+                        .keys()
+                        .cloned()
+                        .chain(state.routes.keys().cloned())
+                        .collect();
                     for k in &keys {
                         state.recompute_ingress(k);
                     }
@@ -372,7 +426,7 @@ async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Bac
                 }
             }
             Change::Service(e) => {
-                for k in state.services.apply(e) {
+                for k in state.services.apply(*e) {
                     endpoints_changed |= state.refresh_service(&k);
                 }
             }
@@ -388,7 +442,11 @@ async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Bac
                         services.insert(old);
                     }
                     if let Some(svc) = state.slices.objects.get(&k).and_then(slice_service) {
-                        state.slices_by_service.entry(svc.clone()).or_default().insert(k.clone());
+                        state
+                            .slices_by_service
+                            .entry(svc.clone())
+                            .or_default()
+                            .insert(k.clone());
                         state.slice_owner.insert(k, svc.clone());
                         services.insert(svc);
                     }
@@ -406,7 +464,9 @@ async fn run(client: Client, config: WatchConfig, table: Arc<SharedTable<Arc<Bac
             state.published.endpoints_generation += 1;
             tx.send_replace(state.published.clone());
         }
-        if (state.table_dirty || !status_pending.is_empty() || state.published.table_generation == 0)
+        if (state.table_dirty
+            || !status_pending.is_empty()
+            || state.published.table_generation == 0)
             && deadline.is_none()
         {
             deadline = Some(Instant::now() + debounce);

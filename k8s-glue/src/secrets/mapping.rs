@@ -6,8 +6,8 @@ use acme_store::{AcmeDocument, Domain, StoredCert, decode_base64};
 use base64::Engine;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use kube::ResourceExt;
+use kube::api::ObjectMeta;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -39,9 +39,13 @@ pub struct SecretRef {
 
 /// Names in `tls.crt`'s leaf: DNS SANs, else the common name; lowercased.
 fn leaf_names(pem: &[u8]) -> Vec<String> {
-    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem).next() else { return Vec::new() };
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem).next() else {
+        return Vec::new();
+    };
     let der: CertificateDer<'static> = der;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return Vec::new() };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return Vec::new();
+    };
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for gn in &san.value.general_names {
@@ -51,7 +55,12 @@ fn leaf_names(pem: &[u8]) -> Vec<String> {
         }
     }
     if names.is_empty() {
-        names.extend(cert.subject().iter_common_name().filter_map(|c| c.as_str().ok()).map(str::to_ascii_lowercase));
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|c| c.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
     }
     names
 }
@@ -71,7 +80,13 @@ pub fn entry_of(secret: &Secret, default_resolver: &str) -> Option<(String, Stor
         .unwrap_or_else(|| default_resolver.to_string());
     let mut names: Vec<String> = ann
         .get(CM_ALT_NAMES)
-        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(cn) = ann.get(CM_COMMON_NAME)
         && !names.contains(cn)
@@ -84,7 +99,11 @@ pub fn entry_of(secret: &Secret, default_resolver: &str) -> Option<(String, Stor
     let main = names.first().cloned().unwrap_or_else(|| secret.name_any());
     let b64 = base64::engine::general_purpose::STANDARD;
     let cert = StoredCert {
-        domain: Domain { main, sans: names.into_iter().skip(1).collect(), extra: Vec::new() },
+        domain: Domain {
+            main,
+            sans: names.into_iter().skip(1).collect(),
+            extra: Vec::new(),
+        },
         certificate: Some(b64.encode(&crt.0)),
         key: Some(b64.encode(&key.0)),
         store: acme_store::DEFAULT_STORE.to_string(),
@@ -97,8 +116,16 @@ pub fn entry_of(secret: &Secret, default_resolver: &str) -> Option<(String, Stor
 /// characters → `-`, cut to 253 characters.
 pub fn secret_name(prefix: &str, main: &str) -> String {
     let main = main.to_ascii_lowercase().replace('*', "wildcard");
-    let body: String =
-        main.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
+    let body: String = main
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let mut name = format!("{prefix}{}", body.trim_matches(|c| c == '-' || c == '.'));
     name.truncate(253);
     name
@@ -114,14 +141,23 @@ pub fn secret_for(
     epoch: Option<u64>,
 ) -> Result<Secret, String> {
     let decode = |what: &str, v: &Option<String>| -> Result<Vec<u8>, String> {
-        let v = v.as_deref().ok_or_else(|| format!("{}: no {what}", cert.domain.main))?;
+        let v = v
+            .as_deref()
+            .ok_or_else(|| format!("{}: no {what}", cert.domain.main))?;
         decode_base64(v).map_err(|e| format!("{}: {what} is not base64: {e}", cert.domain.main))
     };
     let crt = decode("certificate", &cert.certificate)?;
     let key = decode("key", &cert.key)?;
     let mut ann = BTreeMap::from([
         (RESOLVER_ANNOTATION.to_string(), resolver.to_string()),
-        (CM_ALT_NAMES.to_string(), std::iter::once(&cert.domain.main).chain(&cert.domain.sans).cloned().collect::<Vec<_>>().join(",")),
+        (
+            CM_ALT_NAMES.to_string(),
+            std::iter::once(&cert.domain.main)
+                .chain(&cert.domain.sans)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         (CM_COMMON_NAME.to_string(), cert.domain.main.clone()),
         (CM_ISSUER_NAME.to_string(), resolver.to_string()),
         (CM_ISSUER_KIND.to_string(), "FairwayResolver".to_string()),
@@ -134,7 +170,10 @@ pub fn secret_for(
             name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
             annotations: Some(ann),
-            labels: Some(BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_LABEL.to_string(),
+                "true".to_string(),
+            )])),
             ..Default::default()
         },
         type_: Some(TLS_SECRET_TYPE.to_string()),
@@ -161,12 +200,17 @@ pub fn document_of<'a>(
     }
     let mut origin = BTreeMap::new();
     for s in sorted {
-        let Some((resolver, cert)) = entry_of(s, default_resolver) else { continue };
+        let Some((resolver, cert)) = entry_of(s, default_resolver) else {
+            continue;
+        };
         let data = doc.resolvers.entry(resolver.clone()).or_default();
         data.certificates_null = false;
         origin.insert(
             (resolver, data.certificates.len()),
-            SecretRef { name: s.name_any(), resource_version: s.resource_version() },
+            SecretRef {
+                name: s.name_any(),
+                resource_version: s.resource_version(),
+            },
         );
         data.certificates.push(cert);
     }
@@ -179,7 +223,9 @@ mod tests {
 
     fn pem_pair(names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
     }
 
@@ -190,7 +236,10 @@ mod tests {
         let name = secret_name("fairway-tls-", &cert.domain.main);
         assert_eq!(name, "fairway-tls-a.example.com");
         let secret = secret_for(&name, "ns", "le", &cert, Some(7)).unwrap();
-        assert_eq!(secret.annotations()[CM_ALT_NAMES], "a.example.com,*.a.example.com");
+        assert_eq!(
+            secret.annotations()[CM_ALT_NAMES],
+            "a.example.com,*.a.example.com"
+        );
         assert_eq!(secret.annotations()[EPOCH_ANNOTATION], "7");
         let (resolver, back) = entry_of(&secret, "kubernetes").unwrap();
         assert_eq!(resolver, "le");
@@ -204,7 +253,10 @@ mod tests {
     fn unannotated_secrets_take_names_from_the_certificate() {
         let (crt, key) = pem_pair(&["b.example.com"]);
         let secret = Secret {
-            metadata: ObjectMeta { name: Some("plain".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("plain".into()),
+                ..Default::default()
+            },
             type_: Some(TLS_SECRET_TYPE.into()),
             data: Some(BTreeMap::from([
                 ("tls.crt".to_string(), ByteString(crt.into_bytes())),
@@ -213,7 +265,10 @@ mod tests {
             ..Default::default()
         };
         let (resolver, cert) = entry_of(&secret, "kubernetes").unwrap();
-        assert_eq!((resolver.as_str(), cert.domain.main.as_str()), ("kubernetes", "b.example.com"));
+        assert_eq!(
+            (resolver.as_str(), cert.domain.main.as_str()),
+            ("kubernetes", "b.example.com")
+        );
         assert_eq!(secret_name("x-", "*.Example.com"), "x-wildcard.example.com");
     }
 }

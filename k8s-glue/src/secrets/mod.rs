@@ -96,7 +96,12 @@ impl Drop for SecretStore {
     }
 }
 
-fn store_err(config: &SecretStoreConfig, name: &str, op: &'static str, e: impl std::fmt::Display) -> acme_store::Error {
+fn store_err(
+    config: &SecretStoreConfig,
+    name: &str,
+    op: &'static str,
+    e: impl std::fmt::Display,
+) -> acme_store::Error {
     acme_store::Error::Io {
         path: PathBuf::from(format!("kubernetes:secrets/{}/{name}", config.namespace)),
         op,
@@ -140,13 +145,24 @@ impl Inner {
     }
 
     /// One optimistic round: read, change, write the differences. `Ok(None)` = conflict, retry.
-    async fn try_update(&self, f: &mut UpdateFn<'_>) -> Result<Option<Arc<Snapshot>>, acme_store::Error> {
+    async fn try_update(
+        &self,
+        f: &mut UpdateFn<'_>,
+    ) -> Result<Option<Arc<Snapshot>>, acme_store::Error> {
         let cfg = &self.config;
-        let list = self.api.list(&self.list_params()).await.map_err(|e| store_err(cfg, "*", "list", e))?;
-        let accounts_secret =
-            self.api.get_opt(&cfg.accounts_secret).await.map_err(|e| store_err(cfg, &cfg.accounts_secret, "get", e))?;
+        let list = self
+            .api
+            .list(&self.list_params())
+            .await
+            .map_err(|e| store_err(cfg, "*", "list", e))?;
+        let accounts_secret = self
+            .api
+            .get_opt(&cfg.accounts_secret)
+            .await
+            .map_err(|e| store_err(cfg, &cfg.accounts_secret, "get", e))?;
         let accounts = self.accounts_of(accounts_secret.as_ref());
-        let (before, origin) = mapping::document_of(&list.items, &cfg.default_resolver, accounts.as_ref());
+        let (before, origin) =
+            mapping::document_of(&list.items, &cfg.default_resolver, accounts.as_ref());
         let mut after = before.clone();
         f(&mut after)?;
         if after == before {
@@ -167,10 +183,15 @@ impl Inner {
             for cert in &data.certificates {
                 let id = (resolver.clone(), cert.domain.name_set());
                 let result = match old.remove(&id) {
-                    Some((prev, _)) if prev.certificate == cert.certificate && prev.key == cert.key => continue,
+                    Some((prev, _))
+                        if prev.certificate == cert.certificate && prev.key == cert.key =>
+                    {
+                        continue;
+                    }
                     Some((_, r)) => {
-                        let mut s = mapping::secret_for(&r.name, &cfg.namespace, resolver, cert, epoch)
-                            .map_err(acme_store::Error::Rejected)?;
+                        let mut s =
+                            mapping::secret_for(&r.name, &cfg.namespace, resolver, cert, epoch)
+                                .map_err(acme_store::Error::Rejected)?;
                         s.metadata.resource_version = r.resource_version.clone();
                         self.api.replace(&r.name, &pp, &s).await.map(drop)
                     }
@@ -190,7 +211,10 @@ impl Inner {
         }
         for (_, (_, r)) in old {
             let dp = DeleteParams {
-                preconditions: Some(Preconditions { resource_version: r.resource_version.clone(), uid: None }),
+                preconditions: Some(Preconditions {
+                    resource_version: r.resource_version.clone(),
+                    uid: None,
+                }),
                 ..Default::default()
             };
             match self.api.delete(&r.name, &dp).await {
@@ -209,23 +233,36 @@ impl Inner {
             d
         };
         let (accounts_before, accounts_after) = (strip(&before), strip(&after));
-        if accounts_before != accounts_after || (accounts_secret.is_none() && after.resolvers.values().any(|r| r.account.is_some())) {
-            let json = accounts_after.to_json().map_err(|e| store_err(cfg, &cfg.accounts_secret, "serialise", e))?;
+        if accounts_before != accounts_after
+            || (accounts_secret.is_none() && after.resolvers.values().any(|r| r.account.is_some()))
+        {
+            let json = accounts_after
+                .to_json()
+                .map_err(|e| store_err(cfg, &cfg.accounts_secret, "serialise", e))?;
             let mut s = Secret {
                 metadata: ObjectMeta {
                     name: Some(cfg.accounts_secret.clone()),
                     namespace: Some(cfg.namespace.clone()),
-                    labels: Some(BTreeMap::from([(mapping::MANAGED_LABEL.to_string(), "true".to_string())])),
+                    labels: Some(BTreeMap::from([(
+                        mapping::MANAGED_LABEL.to_string(),
+                        "true".to_string(),
+                    )])),
                     ..Default::default()
                 },
                 type_: Some("Opaque".into()),
-                data: Some(BTreeMap::from([(ACCOUNTS_KEY.to_string(), ByteString(json.into_bytes()))])),
+                data: Some(BTreeMap::from([(
+                    ACCOUNTS_KEY.to_string(),
+                    ByteString(json.into_bytes()),
+                )])),
                 ..Default::default()
             };
             let result = match &accounts_secret {
                 Some(old) => {
                     s.metadata.resource_version = old.resource_version();
-                    self.api.replace(&cfg.accounts_secret, &pp, &s).await.map(drop)
+                    self.api
+                        .replace(&cfg.accounts_secret, &pp, &s)
+                        .await
+                        .map(drop)
                 }
                 None => self.api.create(&pp, &s).await.map(drop),
             };
@@ -262,7 +299,10 @@ impl SecretStore {
                 object: format!("Secrets in {ns}"),
                 message: "no complete list within 30 s".into(),
             })?
-            .map_err(|_| Error::Object { object: format!("Secrets in {ns}"), message: "watch task ended".into() })?;
+            .map_err(|_| Error::Object {
+                object: format!("Secrets in {ns}"),
+                message: "watch task ended".into(),
+            })?;
         Ok(SecretStore { inner, task })
     }
 
@@ -277,7 +317,10 @@ impl SecretStore {
     }
 
     /// The async form of [`CertStore::update`].
-    pub async fn update_async(&self, f: &mut UpdateFn<'_>) -> Result<Arc<Snapshot>, acme_store::Error> {
+    pub async fn update_async(
+        &self,
+        f: &mut UpdateFn<'_>,
+    ) -> Result<Arc<Snapshot>, acme_store::Error> {
         for _ in 0..8 {
             if let Some(snap) = self.inner.try_update(f).await? {
                 return Ok(snap);
@@ -293,9 +336,16 @@ impl SecretStore {
     /// Imports a whole `acme.json` (any Traefik generation; v1/legacy are migrated to resolver
     /// `resolver`): its accounts and certificates are merged into the Secrets (certificates
     /// replace those with the same names).
-    pub async fn import_acme_json(&self, bytes: &[u8], resolver: &str) -> Result<Arc<Snapshot>, acme_store::Error> {
+    pub async fn import_acme_json(
+        &self,
+        bytes: &[u8],
+        resolver: &str,
+    ) -> Result<Arc<Snapshot>, acme_store::Error> {
         let incoming = AcmeDocument::parse(bytes)
-            .map_err(|source| acme_store::Error::Format { path: PathBuf::from("acme.json"), source })?
+            .map_err(|source| acme_store::Error::Format {
+                path: PathBuf::from("acme.json"),
+                source,
+            })?
             .migrate_to_v2(resolver);
         self.update_async(&mut |doc: &mut AcmeDocument| {
             for (name, data) in &incoming.resolvers {
@@ -318,7 +368,10 @@ impl SecretStore {
         let snap = self.inner.current.load();
         let mut doc = AcmeDocument::clone(snap.document());
         doc.format = acme_store::Format::V2;
-        doc.to_json().map_err(|source| acme_store::Error::Format { path: PathBuf::from("acme.json"), source })
+        doc.to_json().map_err(|source| acme_store::Error::Format {
+            path: PathBuf::from("acme.json"),
+            source,
+        })
     }
 }
 
@@ -361,9 +414,12 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
     if let Some(sel) = &cfg.label_selector {
         tls_cfg = tls_cfg.labels(sel);
     }
-    let tls = watcher(inner.api.clone(), tls_cfg).map(|r| r.map_or_else(Change::Failed, Change::Tls));
-    let acct_cfg = watcher::Config::default().fields(&format!("metadata.name={}", cfg.accounts_secret));
-    let acct = watcher(inner.api.clone(), acct_cfg).map(|r| r.map_or_else(Change::Failed, Change::Accounts));
+    let tls =
+        watcher(inner.api.clone(), tls_cfg).map(|r| r.map_or_else(Change::Failed, Change::Tls));
+    let acct_cfg =
+        watcher::Config::default().fields(&format!("metadata.name={}", cfg.accounts_secret));
+    let acct = watcher(inner.api.clone(), acct_cfg)
+        .map(|r| r.map_or_else(Change::Failed, Change::Accounts));
     let mut changes = futures_util::stream::select(tls.boxed(), acct.boxed());
     let mut secrets: BTreeMap<String, Secret> = BTreeMap::new();
     let mut buffer: Option<BTreeMap<String, Secret>> = None;
@@ -377,8 +433,14 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
                 Ok(c) => c,
                 Err(_) => {
                     let accounts_doc = inner.accounts_of(accounts.as_ref());
-                    let (doc, _) = mapping::document_of(secrets.values(), &cfg.default_resolver, accounts_doc.as_ref());
-                    if **inner.current.load().document() != doc || inner.generation.load(Ordering::Relaxed) == 0 {
+                    let (doc, _) = mapping::document_of(
+                        secrets.values(),
+                        &cfg.default_resolver,
+                        accounts_doc.as_ref(),
+                    );
+                    if **inner.current.load().document() != doc
+                        || inner.generation.load(Ordering::Relaxed) == 0
+                    {
                         inner.publish(doc);
                     }
                     dirty = false;
@@ -393,7 +455,9 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
         match change {
             Change::Tls(watcher::Event::Init) => buffer = Some(BTreeMap::new()),
             Change::Tls(watcher::Event::InitApply(s)) => {
-                buffer.get_or_insert_with(BTreeMap::new).insert(s.name_any(), s);
+                buffer
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(s.name_any(), s);
             }
             Change::Tls(watcher::Event::InitDone) => {
                 secrets = buffer.take().unwrap_or_default();
@@ -406,7 +470,9 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
                 secrets.remove(&s.name_any());
             }
             Change::Accounts(watcher::Event::Init) => {}
-            Change::Accounts(watcher::Event::InitApply(s) | watcher::Event::Apply(s)) => accounts = Some(s),
+            Change::Accounts(watcher::Event::InitApply(s) | watcher::Event::Apply(s)) => {
+                accounts = Some(s)
+            }
             Change::Accounts(watcher::Event::InitDone) => acct_synced = true,
             Change::Accounts(watcher::Event::Delete(_)) => accounts = None,
             Change::Failed(e) => {
