@@ -96,13 +96,52 @@ impl<B> TableBuilder<B> {
     }
 }
 
+/// Marks the exact-path probe in [`Probes`].
+const EXACT: u32 = u32::MAX;
+/// Probes kept inline in a bucket.
+const INLINE_PROBES: usize = 4;
+
+/// A bucket's lookups: `(prefix length or EXACT, best rank reachable through it)`, sorted by
+/// that rank. Probing stops as soon as no remaining probe can beat the best rank found, so with
+/// Traefik's default priorities (longer rule, higher priority) the first hit usually ends it.
+#[derive(Debug, Clone)]
+enum Probes {
+    Inline(u8, [(u32, u32); INLINE_PROBES]),
+    Heap(Box<[(u32, u32)]>),
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes::Inline(0, [(0, 0); INLINE_PROBES])
+    }
+}
+
+impl Probes {
+    fn new(mut probes: Vec<(u32, u32)>) -> Probes {
+        probes.sort_by_key(|&(len, rank)| (rank, len));
+        if probes.len() <= INLINE_PROBES {
+            let mut inline = [(0, 0); INLINE_PROBES];
+            inline[..probes.len()].copy_from_slice(&probes);
+            Probes::Inline(probes.len() as u8, inline)
+        } else {
+            Probes::Heap(probes.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Probes::Inline(n, p) => &p[..*n as usize],
+            Probes::Heap(p) => p,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct FileBucket {
     /// Best rank of rules with no path condition.
     all: u32,
-    has_exact: bool,
-    /// Distinct prefix lengths, ascending.
-    prefix_lens: Box<[u32]>,
+    probes: Probes,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -197,6 +236,18 @@ impl FileIndex {
 
     fn build<B>(prepared: &Prepared<B>) -> FileIndex {
         let mut ix = FileIndex::default();
+        // Per bucket id: probe -> best rank.
+        let mut probes: Vec<Vec<(u32, u32)>> = Vec::new();
+        let note = |probes: &mut Vec<Vec<(u32, u32)>>, id: u32, probe: u32, rank: u32| {
+            if probes.len() <= id as usize {
+                probes.resize_with(id as usize + 1, Vec::new);
+            }
+            let list = &mut probes[id as usize];
+            match list.iter_mut().find(|(p, _)| *p == probe) {
+                Some((_, r)) => *r = (*r).min(rank),
+                None => list.push((probe, rank)),
+            }
+        };
         for (rank, f) in prepared.file.iter().enumerate() {
             let rank = rank as u32;
             let Some(conjs) = dnf(&f.rule) else {
@@ -209,22 +260,28 @@ impl FileIndex {
                 match c.path {
                     None => bucket.all = bucket.all.min(rank),
                     Some((true, p)) => {
-                        bucket.has_exact = true;
+                        note(&mut probes, id, EXACT, rank);
                         let r = ix.exact_paths.get_or_insert_with(id, &p, || rank);
                         *r = (*r).min(rank);
                     }
                     Some((false, p)) => {
-                        let len = u32::try_from(p.len()).unwrap_or(u32::MAX);
-                        if let Err(at) = bucket.prefix_lens.binary_search(&len) {
-                            let mut lens = bucket.prefix_lens.to_vec();
-                            lens.insert(at, len);
-                            bucket.prefix_lens = lens.into_boxed_slice();
-                        }
+                        let len = u32::try_from(p.len()).unwrap_or(EXACT - 1).min(EXACT - 1);
+                        note(&mut probes, id, len, rank);
                         let r = ix.prefixes.get_or_insert_with(id, &p, || rank);
                         *r = (*r).min(rank);
                     }
                 }
             }
+        }
+        let mut freeze = |(id, bucket): &mut (u32, FileBucket)| {
+            if let Some(list) = probes.get_mut(*id as usize) {
+                bucket.probes = Probes::new(std::mem::take(list));
+            }
+        };
+        ix.exact_hosts.values_mut().for_each(&mut freeze);
+        ix.wildcard_hosts.values_mut().for_each(&mut freeze);
+        if let Some(any) = ix.any_host.as_mut() {
+            freeze(any);
         }
         ix
     }
@@ -232,19 +289,21 @@ impl FileIndex {
     #[inline]
     fn bucket_best(&self, id: u32, b: &FileBucket, path: &str, mut best: u32) -> u32 {
         best = best.min(b.all);
-        if b.has_exact
-            && let Some(&r) = self.exact_paths.get(id, path)
-        {
-            best = best.min(r);
-        }
-        for &len in b.prefix_lens.iter() {
-            let len = len as usize;
-            if len > path.len() {
+        for &(probe, reachable) in b.probes.as_slice() {
+            if reachable >= best {
                 break;
             }
-            if path.is_char_boundary(len)
-                && let Some(&r) = self.prefixes.get(id, &path[..len])
-            {
+            let hit = if probe == EXACT {
+                self.exact_paths.get(id, path)
+            } else {
+                let len = probe as usize;
+                if len <= path.len() && path.is_char_boundary(len) {
+                    self.prefixes.get(id, &path[..len])
+                } else {
+                    None
+                }
+            };
+            if let Some(&r) = hit {
                 best = best.min(r);
             }
         }
