@@ -132,7 +132,8 @@ impl ResolverData {
 pub struct Account {
     /// The contact e-mail.
     pub email: String,
-    /// The ACME registration resource (`{"body": {...}, "uri": "..."}`), kept verbatim.
+    /// The ACME registration resource (`{"body": {...}, "uri": "..."}`), in the shape Go writes
+    /// it (lego's field names and order, `omitempty`); unknown members are kept after those.
     pub registration: Option<Value>,
     /// base64 of the DER account key (Traefik: PKCS#1 RSA), as stored.
     pub private_key: Option<String>,

@@ -227,3 +227,25 @@ fn unchanged_entries_reuse_decoding_across_snapshots() {
     assert!(Arc::ptr_eq(&first.entries()[0], &second.entries()[0]));
     assert!(second.generation() > first.generation());
 }
+
+#[test]
+fn memory_store_notifies_subscribers_only_on_change() {
+    let store = MemoryStore::default();
+    let mut rx = store.subscribe();
+    assert!(!rx.has_changed().unwrap());
+    let g0 = store.snapshot().generation();
+    store
+        .modify(|d| {
+            d.resolvers.entry("le".into()).or_default();
+            Ok(())
+        })
+        .unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.borrow_and_update().generation(), g0 + 1);
+    store.modify(|_| Ok(())).unwrap();
+    assert!(
+        !rx.has_changed().unwrap(),
+        "a no-op update publishes nothing"
+    );
+    assert_eq!(store.snapshot().generation(), g0 + 1);
+}

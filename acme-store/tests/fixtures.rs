@@ -177,3 +177,35 @@ fn unknown_fields_survive_at_every_level() {
     let doc = AcmeDocument::parse(text.as_bytes()).unwrap();
     assert_eq!(doc.to_json().unwrap(), text);
 }
+
+#[test]
+fn file_store_edits_leave_a_traefik_file_byte_identical() {
+    use acme_store::{CertStoreExt, FileStore, FileStoreOptions};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acme.json");
+    let original = fixture("certs-dumper-v2-acme.json");
+    std::fs::write(&path, &original).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let opts = FileStoreOptions {
+        watch: false,
+        ..FileStoreOptions::default()
+    };
+    let store = FileStore::open(&path, opts).unwrap();
+    let added = store
+        .modify(|doc| {
+            doc.resolvers.entry("zz".into()).or_default();
+            Ok(())
+        })
+        .unwrap();
+    assert!(added.document().resolvers.contains_key("zz"));
+    let with_extra = std::fs::read(&path).unwrap();
+    assert_ne!(with_extra, original);
+    store
+        .modify(|doc| {
+            doc.resolvers.remove("zz");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), strip_one_newline(&original));
+}

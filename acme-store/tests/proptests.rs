@@ -51,10 +51,49 @@ fn nonempty() -> impl Strategy<Value = String> {
     "[A-Za-z0-9+/]{1,12}={0,2}"
 }
 
+/// A registration in the canonical shape the reader produces (lego's fields, `omitempty`,
+/// `body` always present), plus unknown members.
+fn registration() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of("[a-z]{1,8}"),
+        prop::collection::vec(text(), 0..3),
+        any::<bool>(),
+        prop::option::of(value()),
+        prop::option::of("[a-z:/.]{1,12}"),
+        extras(),
+        extras(),
+    )
+        .prop_map(|(status, contact, tos, eab, uri, body_extra, extra)| {
+            let mut body = Vec::new();
+            if let Some(s) = status {
+                body.push(("status".to_owned(), Value::String(s)));
+            }
+            if !contact.is_empty() {
+                body.push((
+                    "contact".to_owned(),
+                    Value::Array(contact.into_iter().map(Value::String).collect()),
+                ));
+            }
+            if tos {
+                body.push(("termsOfServiceAgreed".to_owned(), Value::Bool(true)));
+            }
+            if let Some(v) = eab {
+                body.push(("externalAccountBinding".to_owned(), v));
+            }
+            body.extend(body_extra);
+            let mut reg = vec![("body".to_owned(), Value::Object(body))];
+            if let Some(u) = uri {
+                reg.push(("uri".to_owned(), Value::String(u)));
+            }
+            reg.extend(extra);
+            Value::Object(reg)
+        })
+}
+
 fn account() -> impl Strategy<Value = Account> {
     (
         text(),
-        prop::option::of(prop::collection::vec((text(), value()), 0..3).prop_map(Value::Object)),
+        prop::option::of(registration()),
         prop::option::of(prop_oneof![nonempty(), Just(String::new())]),
         prop::option::of(text()),
         extras(),

@@ -114,3 +114,60 @@ pub(crate) fn string_list(v: Option<Value>, field: &str) -> Result<Vec<String>, 
 pub(crate) fn opt_raw_object(v: Option<Value>, field: &str) -> Result<Option<Value>, FormatError> {
     Ok(opt_object(v, field)?.map(Value::Object))
 }
+
+/// Brings an account's `Registration` into the shape Go writes for lego's
+/// `registration.Resource{Body acme.Account "body,omitempty"; URI string "uri,omitempty"}`:
+/// canonical key case, lego's field order, `omitempty` applied, `body` always present. Unknown
+/// members are kept after the known ones; a member of an unexpected type (which Go would refuse)
+/// is kept as is rather than lost. Traefik-written registrations are already in this shape.
+pub(crate) fn canonical_registration(v: Value) -> Value {
+    let Value::Object(members) = v else { return v };
+    let ([body, uri], extra) = split(members, ["body", "uri"]);
+    let body = match body {
+        None | Some(Value::Null) => Value::Object(Vec::new()),
+        Some(Value::Object(m)) => canonical_body(m),
+        Some(other) => other,
+    };
+    let mut out = vec![("body".to_owned(), body)];
+    push_omitempty(&mut out, "uri", uri);
+    out.extend(extra);
+    Value::Object(out)
+}
+
+fn canonical_body(members: Vec<(String, Value)>) -> Value {
+    const NAMES: [&str; 6] = [
+        "status",
+        "contact",
+        "termsOfServiceAgreed",
+        "orders",
+        "onlyReturnExisting",
+        "externalAccountBinding",
+    ];
+    let (known, extra) = split(members, NAMES);
+    let mut out = Vec::new();
+    for (name, v) in NAMES.into_iter().zip(known) {
+        if name == "externalAccountBinding" {
+            // A json.RawMessage: only absence is empty (`null` is four bytes of JSON).
+            if let Some(v) = v {
+                out.push((name.to_owned(), v));
+            }
+        } else {
+            push_omitempty(&mut out, name, v);
+        }
+    }
+    out.extend(extra);
+    Value::Object(out)
+}
+
+/// Adds `name: v` unless `v` is Go's zero value for its type (`omitempty`).
+fn push_omitempty(out: &mut Vec<(String, Value)>, name: &str, v: Option<Value>) {
+    let empty = match &v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        _ => false,
+    };
+    if let (false, Some(v)) = (empty, v) {
+        out.push((name.to_owned(), v));
+    }
+}

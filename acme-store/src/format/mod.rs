@@ -132,6 +132,13 @@ impl AcmeDocument {
             return self;
         }
         let mut data = self.resolvers.remove(V1_RESOLVER).unwrap_or_default();
+        if let Some(account) = &mut data.account {
+            // Legacy registrations are read verbatim; written as v2 they take Go's shape.
+            account.registration = account
+                .registration
+                .take()
+                .map(decode::canonical_registration);
+        }
         for cert in &mut data.certificates {
             if cert.store.is_empty() {
                 cert.store = DEFAULT_STORE.to_owned();

@@ -5,8 +5,8 @@
 //! certificate fields are tagged `domain`/`certificate`/`key` with omitempty, and `Store` is not.
 
 use super::decode::{
-    opt_array, opt_bytes, opt_object, opt_raw_object, opt_string, schema, split, string,
-    string_list,
+    canonical_registration, opt_array, opt_bytes, opt_object, opt_raw_object, opt_string, schema,
+    split, string, string_list,
 };
 use super::json::{ObjWriter, Value, array_end, array_item, write_string_array};
 use crate::document::{Account, AcmeDocument, Domain, Format, ResolverData, StoredCert};
@@ -74,7 +74,8 @@ pub(super) fn read_account(
         split(members, ["Email", "Registration", "PrivateKey", "KeyType"]);
     Ok(Account {
         email: string(email, &format!("{path}.Email"))?,
-        registration: opt_raw_object(registration, &format!("{path}.Registration"))?,
+        registration: opt_raw_object(registration, &format!("{path}.Registration"))?
+            .map(canonical_registration),
         private_key: opt_string(private_key, &format!("{path}.PrivateKey"))?,
         key_type: match key_type {
             None => None,
