@@ -191,7 +191,7 @@ impl Inner {
             Ok(m) if self.options.allow_insecure_permissions => m.permissions().mode() & 0o777,
             _ => 0o600,
         };
-        remove_stale_temps(&self.path);
+        remove_stale_temps(&resolve_symlinks(&self.path)?);
         write_atomic(&self.path, text.as_bytes(), mode)?;
         let seen = stat(&self.path, text.as_bytes())?;
         *state = State {
@@ -396,9 +396,12 @@ fn remove_stale_temps(path: &Path) {
 }
 
 /// Writes `bytes` to `path` atomically and durably: temp file in the same directory (created
-/// with `mode`), fsync, rename over `path`, fsync the directory.
+/// with `mode`), fsync, rename over `path`, fsync the directory. If `path` is a symlink, its
+/// target is replaced (as `os.WriteFile` would write through it) and the link is kept.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let resolved = resolve_symlinks(path)?;
+    let path = resolved.as_path();
     let dir = parent_dir(path);
     let tmp = dir.join(format!(
         "{}{}.{}",
@@ -430,6 +433,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, "fsync directory", e))
+}
+
+/// Follows `path` through symlinks (possibly dangling) to the file that should be replaced.
+fn resolve_symlinks(path: &Path) -> Result<PathBuf, Error> {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target =
+                    fs::read_link(&current).map_err(|e| Error::io(&current, "read symlink", e))?;
+                current = parent_dir(&current).join(target);
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(Error::io(
+        path,
+        "resolve symlink",
+        io::Error::other("too many levels of symbolic links"),
+    ))
 }
 
 enum Msg {

@@ -81,6 +81,27 @@ fn missing_file_is_empty_and_created_0600_on_first_update() {
 }
 
 #[test]
+fn a_symlinked_store_is_written_through_and_stays_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("data");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("acme.json");
+    let link = dir.path().join("acme.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let store = FileStore::open(&link, no_watch()).unwrap();
+    add(&store, "le", "a.example.com").unwrap();
+    add(&store, "le", "b.example.com").unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(mains(&real, "le"), ["a.example.com", "b.example.com"]);
+    assert_eq!(mode(&real), 0o600);
+}
+
+#[test]
 fn group_readable_file_is_refused_unless_opted_in() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("acme.json");
