@@ -135,29 +135,58 @@ pub(crate) const MAX_HOST: usize = 256;
 /// trailing dot, and lowercases ASCII. `None` for an empty or over-long host, which then matches
 /// only rules without a host condition.
 pub(crate) fn normalize_host<'b>(raw: &'b str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
-    let raw = raw.trim();
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        match rest.find(']') {
-            Some(end) => &rest[..end],
-            None => rest,
-        }
-    } else {
-        match raw.rfind(':') {
-            // One colon followed by digits (or nothing) is a port; several colons is a bare IPv6.
-            Some(i)
-                if raw[..i].find(':').is_none()
-                    && raw[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                &raw[..i]
+    // One backward scan finds the port colon, an `userinfo@` and uppercase letters.
+    let raw = raw.trim_ascii();
+    let bytes = raw.as_bytes();
+    let mut start = 0;
+    let mut end = bytes.len();
+    let mut colons = 0;
+    let mut digits_only = true;
+    let mut upper = false;
+    for (i, &b) in bytes.iter().enumerate().rev() {
+        match b {
+            b'@' => {
+                start = i + 1;
+                break;
             }
-            _ => raw,
+            b':' => {
+                colons += 1;
+                if colons == 1 && digits_only {
+                    end = i;
+                }
+            }
+            b'0'..=b'9' => {}
+            b'A'..=b'Z' => {
+                upper = true;
+                if colons == 0 {
+                    digits_only = false;
+                }
+            }
+            _ => {
+                if colons == 0 {
+                    digits_only = false;
+                }
+            }
         }
+    }
+    let host = if bytes.get(start) == Some(&b'[') {
+        // `[v6]` or `[v6]:port`.
+        let inner = &raw[start + 1..];
+        match inner.find(']') {
+            Some(close) => &inner[..close],
+            None => inner,
+        }
+    } else if colons > 1 {
+        // A bare IPv6 address: no port to strip.
+        &raw[start..]
+    } else {
+        &raw[start..end.max(start)]
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > MAX_HOST {
         return None;
     }
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+    if !upper {
         // The common case: already lowercase, no copy.
         return Some(host);
     }
@@ -247,7 +276,17 @@ mod tests {
         assert_eq!(norm("foo.bar.com.").as_deref(), Some("foo.bar.com"));
         assert_eq!(norm("[2001:DB8::1]:443").as_deref(), Some("2001:db8::1"));
         assert_eq!(norm("2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            norm("user:pw@Example.com:80").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(norm("").as_deref(), None);
+        assert_eq!(norm("  a.com ").as_deref(), Some("a.com"));
+        assert_eq!(norm("a.com:").as_deref(), Some("a.com"));
+        assert_eq!(norm("a.com:x1").as_deref(), Some("a.com:x1"));
+        assert_eq!(norm("[::1]").as_deref(), Some("::1"));
+        assert_eq!(norm("u@[::1]:9").as_deref(), Some("::1"));
+        assert_eq!(norm("ÄB.com").as_deref(), Some("Äb.com"));
         assert_eq!(norm(":80").as_deref(), None);
         assert_eq!(norm(&"a".repeat(300)), None);
     }
