@@ -34,8 +34,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         class: DEFAULT_LB_CLASS.into(),
         default_class: false,
         pools: vec![
-            Pool { name: "public".into(), cidrs: vec!["198.51.100.0/28".parse()?], auto_assign: true },
-            Pool { name: "pinned".into(), cidrs: vec!["203.0.113.0/28".parse()?], auto_assign: false },
+            Pool {
+                name: "public".into(),
+                cidrs: vec!["198.51.100.0/28".parse()?],
+                auto_assign: true,
+            },
+            Pool {
+                name: "pinned".into(),
+                cidrs: vec!["203.0.113.0/28".parse()?],
+                auto_assign: false,
+            },
         ],
     };
     config.validate()?;
@@ -48,12 +56,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             svc.metadata.name.as_deref().unwrap_or("")
         );
         if !config.is_ours(&svc) {
-            println!("{key}: not ours (class {:?})", svc.spec.as_ref().and_then(|s| s.load_balancer_class.as_deref()));
+            println!(
+                "{key}: not ours (class {:?})",
+                svc.spec
+                    .as_ref()
+                    .and_then(|s| s.load_balancer_class.as_deref())
+            );
             continue;
         }
-        let decision = alloc::request(&svc).and_then(|req| allocator.assign(&key, &req, &alloc::status_ips(&svc)));
+        let decision = alloc::request(&svc)
+            .and_then(|req| allocator.assign(&key, &req, &alloc::status_ips(&svc)));
         match decision {
-            Ok(ips) => println!("{key}: {ips:?} -> status {}", serde_json::to_string(&alloc::lb_status(&ips))?),
+            Ok(ips) => println!(
+                "{key}: {ips:?} -> status {}",
+                serde_json::to_string(&alloc::lb_status(&ips))?
+            ),
             Err(e) => println!("{key}: AllocationFailed: {e}"),
         }
     }

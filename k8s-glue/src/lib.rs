@@ -8,6 +8,8 @@
 //! - [`lease`]: a client-go-style Lease [`LeaseElector`] implementing `acme_issuer::LeaderElector`,
 //!   with `leaseTransitions` as the fencing epoch.
 //! - [`lb`]: MetalLB-compatible LoadBalancer address allocation and `/status` write-back.
+//! - [`speakers`]: node/speaker-pod readiness and `externalTrafficPolicy: Local` endpoints as
+//!   `vip-failover` eligibility (candidates per VIP).
 //!
 //! Everything that decides is pure and separately tested; the API-facing parts are tested against
 //! a real kube-apiserver (see the `k8s-testenv` crate). Nothing here reads the environment: the
@@ -18,6 +20,7 @@ pub mod lb;
 pub mod lease;
 pub mod routes;
 pub mod secrets;
+pub mod speakers;
 
 pub use error::Error;
 pub use lb::{LbConfig, LbController, Pool};

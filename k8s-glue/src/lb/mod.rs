@@ -31,6 +31,10 @@ pub struct LbController {
     recorder: Recorder,
     allocator: Allocator,
     tx: watch::Sender<Allocations>,
+    /// Services whose allocation failed, retried whenever an address is freed.
+    failed: BTreeMap<String, Service>,
+    /// Set when an address was released since the last retry.
+    freed: bool,
 }
 
 impl std::fmt::Debug for LbController {
@@ -63,6 +67,8 @@ impl LbController {
             config,
             recorder,
             tx: watch::Sender::new(Allocations::new()),
+            failed: BTreeMap::new(),
+            freed: false,
         })
     }
 
@@ -100,17 +106,32 @@ impl LbController {
                     }
                 }
                 Ok(watcher::Event::Apply(svc)) => self.reconcile(&svc).await,
-                Ok(watcher::Event::Delete(svc)) => self.forget(&key_of(&svc)),
+                Ok(watcher::Event::Delete(svc)) => {
+                    self.failed.remove(&key_of(&svc));
+                    self.forget(&key_of(&svc));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Service watch failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
+            self.retry_failed().await;
         }
         Ok(())
     }
 
+    /// Retries the Services that got no address, once something was freed (a Service deleted,
+    /// no longer ours, or moved to another address).
+    async fn retry_failed(&mut self) {
+        while std::mem::take(&mut self.freed) && !self.failed.is_empty() {
+            for svc in std::mem::take(&mut self.failed).into_values() {
+                self.reconcile(&svc).await;
+            }
+        }
+    }
+
     fn forget(&mut self, key: &str) {
+        self.freed |= !self.allocator.held(key).is_empty();
         self.allocator.release(key);
         self.tx.send_if_modified(|a| a.remove(key).is_some());
     }
@@ -120,6 +141,7 @@ impl LbController {
         let key = key_of(svc);
         let current = alloc::status_ips(svc);
         if !self.config.is_ours(svc) {
+            self.failed.remove(&key);
             // Not (or no longer, e.g. type changed) ours: clear what we wrote, free the address.
             if !self.allocator.held(&key).is_empty() {
                 self.forget(&key);
@@ -131,10 +153,16 @@ impl LbController {
             if req.deprecated {
                 tracing::debug!(service = %key, "deprecated load-balancer IP request");
             }
-            self.allocator.assign(&key, &req, &current)
+            let before = self.allocator.held(&key).to_vec();
+            let assigned = self.allocator.assign(&key, &req, &current);
+            self.freed |= before
+                .iter()
+                .any(|ip| assigned.as_ref().map_or(true, |now| !now.contains(ip)));
+            assigned
         });
         match result {
             Ok(ips) => {
+                self.failed.remove(&key);
                 self.tx.send_if_modified(|a| {
                     let changed = a.get(&key) != Some(&ips);
                     a.insert(key.clone(), ips.clone());
@@ -158,6 +186,7 @@ impl LbController {
             }
             Err(e) => {
                 self.forget(&key);
+                self.failed.insert(key.clone(), svc.clone());
                 if !current.is_empty() {
                     self.write_status(svc, &[]).await;
                 }
