@@ -102,7 +102,8 @@ fn unix_now() -> f64 {
 }
 
 impl Topology {
-    fn new(quorum: bool) -> Topology {
+    /// Builds the topology and starts three speakers; `extra` is added to `[speaker]`.
+    fn new(extra: &str) -> Topology {
         assert!(
             is_root(),
             "speaker netns tests need root (network namespaces, AF_PACKET); CI runs them as root"
@@ -195,7 +196,7 @@ impl Topology {
 node = "n{n}"
 interface = "eth0"
 key_file = "{key}"
-quorum = {quorum}
+{extra}
 admin = "127.0.0.1:9901"
 [speaker.nodes]
 n1 = "198.51.100.11:{PORT}"
@@ -374,17 +375,22 @@ address = "{VIP6}"
         self.speakers[i] = None;
     }
 
-    fn status(&self, i: usize) -> serde_json::Value {
-        let out = run(&[
+    fn try_status(&self, i: usize) -> Option<serde_json::Value> {
+        let ns = node_ns(self, i);
+        let out = run_quiet(&[
             "ip",
             "netns",
             "exec",
-            &node_ns(self, i),
+            &ns,
             "curl",
             "-sf",
             "http://127.0.0.1:9901/status",
-        ]);
-        serde_json::from_str(&out).expect("status JSON")
+        ])?;
+        serde_json::from_str(&out).ok()
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        self.try_status(i).expect("status JSON")
     }
 
     fn metrics(&self, i: usize) -> String {
@@ -438,7 +444,7 @@ fn check_outage(probe: &Probe, since: f64, limit: f64) {
 
 #[test]
 fn sigkill_of_the_owner_moves_the_vip_and_the_client_follows() {
-    let mut t = Topology::new(false);
+    let mut t = Topology::new("");
     let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
     let owner6 = t.wait_single_owner(VIP6, Duration::from_secs(5));
     let p4 = t.probe(VIP4);
@@ -461,7 +467,7 @@ fn sigkill_of_the_owner_moves_the_vip_and_the_client_follows() {
 
 #[test]
 fn link_cut_moves_the_vip_and_heal_leaves_one_owner() {
-    let t = Topology::new(false);
+    let t = Topology::new("");
     let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
     let probe = t.probe(VIP4);
     warm(&probe);
@@ -513,7 +519,7 @@ fn link_cut_moves_the_vip_and_heal_leaves_one_owner() {
 
 #[test]
 fn graceful_stop_hands_over_quickly() {
-    let mut t = Topology::new(false);
+    let mut t = Topology::new("");
     let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
     let probe = t.probe(VIP4);
     warm(&probe);
@@ -530,7 +536,7 @@ fn graceful_stop_hands_over_quickly() {
 
 #[test]
 fn quorum_partition_never_yields_two_owners() {
-    let t = Topology::new(true);
+    let t = Topology::new("quorum = true");
     let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
     run(&[
         "ip",
@@ -583,7 +589,7 @@ fn quorum_partition_never_yields_two_owners() {
 #[test]
 fn forged_heartbeat_is_counted_and_ignored() {
     use vip_failover::wire::{Body, Message, MessageKind, SharedKey, encode};
-    let t = Topology::new(false);
+    let t = Topology::new("");
     let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
     let victim = (owner + 1) % 3;
     // A "leaving" release from the owner, as an attacker without the key would forge it.
@@ -644,4 +650,65 @@ fn forged_heartbeat_is_counted_and_ignored() {
         m.contains("fairway_speaker_datagrams_dropped_total{reason=\"unauthenticated\"} 5"),
         "{m}"
     );
+}
+
+#[test]
+fn arp_only_mode_answers_arp_from_user_space_and_moves() {
+    let mut t = Topology::new("mode = \"arp-only\"");
+    // In ARP-only mode nobody adds the VIP to an interface; find the owner from /status.
+    let end = Instant::now() + Duration::from_secs(10);
+    let owner = loop {
+        let owners: Vec<usize> = (0..3)
+            .filter(|&i| {
+                t.try_status(i)
+                    .is_some_and(|s| s["vips"][0]["local"] == true)
+            })
+            .collect();
+        if let [o] = owners[..] {
+            break o;
+        }
+        assert!(
+            Instant::now() < end,
+            "no single owner: {owners:?}\n{}",
+            t.logs()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(t.holders(VIP4).is_empty(), "ARP-only mode adds no address");
+    // The client resolves the VIP: our AF_PACKET responder answers its ARP request.
+    let _ = run_quiet(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.client(),
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        VIP4,
+    ]);
+    assert_eq!(t.client_neigh(VIP4).as_deref(), Some(mac(owner).as_str()));
+    assert!(t.status(owner)["io"]["arp_replies"].as_u64() >= Some(1));
+    // Graceful stop: the successor's gratuitous ARP moves the client's entry.
+    t.signal(owner, "-TERM");
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = t.client_neigh(VIP4);
+        if n.is_some() && n.as_deref() != Some(mac(owner).as_str()) {
+            let new = (0..3).find(|&i| Some(mac(i)) == n).expect("a node's MAC");
+            let end = Instant::now() + Duration::from_secs(2);
+            while t.status(new)["vips"][0]["local"] != true {
+                assert!(Instant::now() < end, "n{} answers but does not own\n{}", new + 1, t.logs());
+                thread::sleep(Duration::from_millis(20));
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "client entry still {n:?}\n{}",
+            t.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
