@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo run -p vip-failover --example fake_clock`
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vip_failover::{Action, Cluster, ClusterConfig, Event, Machine, NodeId, Timing, VipSpec};
