@@ -12,9 +12,7 @@ use vip_failover::{Action, Cluster, ClusterConfig, Event, Machine, NodeId, Timin
 fn main() -> Result<(), vip_failover::Error> {
     let config = ClusterConfig {
         nodes: vec![NodeId::new("n1"), NodeId::new("n2")],
-        vips: vec![VipSpec::new(
-            "198.51.100.50".parse().expect("literal address"),
-        )],
+        vips: vec![VipSpec::new(Ipv4Addr::new(198, 51, 100, 50).into())],
         timing: Timing::DEFAULT,
         quorum: false,
         preempt_delay: None,
