@@ -679,14 +679,19 @@ impl Machine {
         }
     }
 
-    fn can_own(&self, vip: VipIndex) -> bool {
+    /// Whether this node may keep announcing `vip`.
+    fn can_keep(&self, vip: VipIndex) -> bool {
         self.healthy
             && !self.shut_down
-            && self.hold_until.is_none()
             && self.quorum_ok
             && self.cluster.vips()[usize::from(vip)]
                 .position(self.me)
                 .is_some()
+    }
+
+    /// Whether this node may start announcing `vip` (not during the startup hold).
+    fn can_own(&self, vip: VipIndex) -> bool {
+        self.hold_until.is_none() && self.can_keep(vip)
     }
 
     fn set_takeover(&mut self, vip: VipIndex, at: Option<Instant>) {
@@ -706,7 +711,7 @@ impl Machine {
         let cluster = Arc::clone(&self.cluster);
         let cv = &cluster.vips()[v];
         if self.vips[v].owned {
-            if !can_own {
+            if !self.can_keep(vip) {
                 self.withdraw(vip);
                 return;
             }

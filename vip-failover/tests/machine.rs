@@ -1,0 +1,124 @@
+//! Single-machine behaviour driven by hand: replays, foreign configurations, reconfiguration,
+//! shutdown.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vip_failover::wire::Message;
+use vip_failover::{Action, Cluster, ClusterConfig, Event, Machine, NodeId, Timing, VipSpec};
+
+fn vip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, last))
+}
+
+fn config(vips: &[u8]) -> ClusterConfig {
+    ClusterConfig {
+        nodes: vec![NodeId::new("a"), NodeId::new("b")],
+        vips: vips.iter().map(|&v| VipSpec::new(vip(v))).collect(),
+        timing: Timing::DEFAULT,
+        quorum: false,
+        preempt_delay: None,
+    }
+}
+
+fn drain(m: &mut Machine) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll_action()).collect()
+}
+
+fn first_message(actions: &[Action]) -> Message {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::SendHeartbeat { message, .. } | Action::SendRelease { message, .. } => {
+                Some(message.clone())
+            }
+            _ => None,
+        })
+        .expect("a heartbeat was sent")
+}
+
+#[test]
+fn replayed_and_foreign_messages_are_counted_and_ignored() {
+    let t0 = Instant::now();
+    let cluster = Cluster::new(&config(&[50])).unwrap();
+    let mut a = Machine::new(Arc::clone(&cluster), &NodeId::new("a"), 1, t0).unwrap();
+    let mut b = Machine::new(Arc::clone(&cluster), &NodeId::new("b"), 1, t0).unwrap();
+    let from_b = first_message(&drain(&mut b));
+    drain(&mut a);
+    a.handle(
+        Event::Message(from_b.clone()),
+        t0 + Duration::from_millis(1),
+    );
+    assert_eq!(a.stats().received, 1);
+    a.handle(
+        Event::Message(from_b.clone()),
+        t0 + Duration::from_millis(2),
+    );
+    assert_eq!(a.stats().stale, 1, "a replay is rejected");
+    // A node running another configuration (different VIP list) is not understood.
+    let other = Cluster::new(&config(&[51])).unwrap();
+    let mut c = Machine::new(other, &NodeId::new("b"), 2, t0).unwrap();
+    a.handle(
+        Event::Message(first_message(&drain(&mut c))),
+        t0 + Duration::from_millis(3),
+    );
+    assert_eq!(a.stats().mismatched, 1);
+    assert_eq!(a.stats().received, 1);
+}
+
+#[test]
+fn reconfigure_withdraws_removed_vips_and_keeps_the_rest() {
+    let t0 = Instant::now();
+    let cluster = Cluster::new(&config(&[50, 51])).unwrap();
+    let mut a = Machine::new(cluster, &NodeId::new("a"), 1, t0).unwrap();
+    // Alone: after the startup hold (one detection timeout) and skew, it owns both.
+    let mut now = t0;
+    let mut owned = Vec::new();
+    while now < t0 + Duration::from_secs(2) {
+        now = a.next_timeout().unwrap().max(now);
+        a.handle(Event::Timeout, now);
+        for act in drain(&mut a) {
+            if let Action::Announce { addr, .. } = act {
+                owned.push(addr);
+            }
+        }
+    }
+    assert_eq!(owned.len(), 2);
+    let smaller = Cluster::new(&config(&[51])).unwrap();
+    a.handle(Event::Reconfigure(smaller), now);
+    let actions = drain(&mut a);
+    assert!(
+        actions.contains(&Action::Withdraw {
+            vip: 0,
+            addr: vip(50)
+        }),
+        "{actions:?}"
+    );
+    assert!(a.owns(0), "198.51.100.51 is now VIP 0 and still owned");
+    assert!(!actions.iter().any(|x| matches!(x, Action::Announce { .. })));
+}
+
+#[test]
+fn shutdown_withdraws_then_releases() {
+    let t0 = Instant::now();
+    let cluster = Cluster::new(&config(&[50])).unwrap();
+    let mut a = Machine::new(cluster, &NodeId::new("a"), 1, t0).unwrap();
+    let mut now = t0;
+    while !a.owns(0) {
+        now = a.next_timeout().unwrap().max(now);
+        a.handle(Event::Timeout, now);
+    }
+    drain(&mut a);
+    a.handle(Event::Shutdown, now);
+    let actions = drain(&mut a);
+    assert!(
+        matches!(actions[0], Action::Withdraw { vip: 0, .. }),
+        "{actions:?}"
+    );
+    let Action::SendRelease { message, .. } = &actions[1] else {
+        panic!("{actions:?}")
+    };
+    assert!(message.body.leaving && message.body.released == vec![0]);
+    assert!(a.next_timeout().is_none());
+}
