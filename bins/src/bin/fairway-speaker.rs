@@ -99,8 +99,13 @@ fn main() -> ExitCode {
             };
             tokio::spawn(serve_admin(listener, speaker.status()));
         }
+        let health = config.health_tcp.map(|addr| {
+            let (tx, rx) = watch::channel(true);
+            tokio::spawn(check_health(addr, tx));
+            rx
+        });
         tracing::info!(node = %config.node, interface = %config.interface, "speaker running");
-        match speaker.run(shutdown_signal(), None).await {
+        match speaker.run(shutdown_signal(), health).await {
             Ok(()) => {
                 tracing::info!("speaker stopped; VIPs released");
                 ExitCode::SUCCESS
@@ -111,6 +116,30 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Polls a TCP connect every 500 ms; three failures in a row make the node unhealthy, one
+/// success makes it healthy again.
+async fn check_health(addr: std::net::SocketAddr, tx: watch::Sender<bool>) {
+    let mut failures = 0u32;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let ok = tokio::time::timeout(
+            std::time::Duration::from_millis(400),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        failures = if ok { 0 } else { failures + 1 };
+        let healthy = failures < 3;
+        if *tx.borrow() != healthy {
+            tracing::warn!(%addr, healthy, "local health changed");
+            if tx.send(healthy).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

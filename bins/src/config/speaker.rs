@@ -14,6 +14,7 @@
 //! # refresh_secs = 30              # periodic gratuitous ARP / NA
 //! # listen = "0.0.0.0:7946"        # default: this node's address in `nodes`
 //! admin = "127.0.0.1:9901"         # optional: /metrics and /status
+//! # health_tcp = "127.0.0.1:443"   # optional: hold VIPs only while this accepts connections
 //!
 //! [speaker.nodes]                  # every node and its heartbeat address
 //! n1 = "198.51.100.11:7946"
@@ -148,6 +149,9 @@ pub struct SpeakerConfig {
     pub listen: Option<SocketAddr>,
     /// Admin listener for `/metrics` and `/status`.
     pub admin: Option<SocketAddr>,
+    /// Local readiness check: while a TCP connect to this address (e.g. the proxy's listener on
+    /// this node) fails three times in a row, the node gives up its VIPs and is skipped.
+    pub health_tcp: Option<SocketAddr>,
 }
 
 #[derive(Deserialize)]
