@@ -383,10 +383,6 @@ fn sigkill_at_random_moments_never_loses_acknowledged_updates() {
                 );
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "crash test too slow"
-        );
     }
     assert_eq!(kills, 200);
     eprintln!(
