@@ -395,3 +395,25 @@ fn explain_names_source_reason_and_losers() {
     assert!(e.matched.is_none());
     assert!(e.reason.contains("no route matched"), "{}", e.reason);
 }
+
+#[test]
+fn tables_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let shared = ingress_router::SharedTable::new(
+        Table::new(rules(&[("a", "Host(`a`)", None)]), Vec::new()).unwrap(),
+    );
+    assert_send_sync(&shared);
+    let old = shared.store(Table::new(rules(&[("b", "Host(`a`)", None)]), Vec::new()).unwrap());
+    assert_eq!(
+        old.route(&RequestView::new("a", "/"))
+            .map(|m| m.backend.as_str()),
+        Some("svc-a")
+    );
+    let handle = std::thread::spawn(move || {
+        shared
+            .load()
+            .route(&RequestView::new("a", "/"))
+            .map(|m| m.backend.clone())
+    });
+    assert_eq!(handle.join().unwrap().as_deref(), Some("svc-b"));
+}
