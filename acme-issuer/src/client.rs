@@ -171,6 +171,22 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// delay-seconds parse exactly; HTTP-dates written in IMF-fixdate parse back to the instant.
+        #[test]
+        fn retry_after_round_trips(secs in 0u64..10_000_000, at in 0i64..4_000_000_000) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+            prop_assert_eq!(parse_retry_after(&secs.to_string(), now), Some(now + Duration::from_secs(secs)));
+            let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+            let format = time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            );
+            let text = t.format(&format).unwrap();
+            prop_assert_eq!(parse_retry_after(&text, now), Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at as u64)));
+        }
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -326,6 +326,36 @@ impl IssuerStore for MemoryIssuerStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any pending order survives the acme.json encoding, and the key never appears as PEM.
+        #[test]
+        fn pending_json_round_trips(
+            domains in proptest::collection::vec("[a-z0-9.-]{1,20}", 1..4),
+            url in "https://[a-z0-9./-]{1,40}",
+            key in "[ -~\n]{0,80}",
+            kind in 0usize..3,
+            epoch in any::<u64>(),
+        ) {
+            let p = PendingOrder {
+                domains,
+                order_url: url,
+                key_pem: SecretPem::new(key),
+                key_type: [CertKeyType::EcdsaP256, CertKeyType::Rsa2048, CertKeyType::Rsa4096][kind],
+                epoch,
+            };
+            let json = p.to_json();
+            prop_assert_eq!(PendingOrder::from_json(&json).unwrap(), p);
+        }
+
+        /// `same_names` agrees with comparing lowercased, sorted, deduplicated lists.
+        #[test]
+        fn same_names_is_set_equality(a in proptest::collection::vec("[a-cA-C]{1,2}", 0..5), b in proptest::collection::vec("[a-cA-C]{1,2}", 0..5)) {
+            let set = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<std::collections::BTreeSet<_>>();
+            prop_assert_eq!(same_names(&a, &b), set(&a) == set(&b));
+        }
+    }
 
     #[test]
     fn pending_order_json_round_trip_and_names() {

@@ -190,6 +190,12 @@ pub fn jitter_sample(identity: &str) -> f64 {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    // FNV's last bytes barely reach the high bits: finish with the splitmix64 avalanche.
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^= hash >> 31;
     // 53 high bits -> uniform double in [0, 1).
     (hash >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -278,6 +284,12 @@ mod tests {
     fn jitter_sample_is_stable_and_in_range() {
         assert_eq!(jitter_sample("0a1b"), jitter_sample("0a1b"));
         assert_ne!(jitter_sample("0a1b"), jitter_sample("0a1c"));
+        // Neighbouring serials land far apart: the spread over 256 of them covers [0, 1).
+        let samples: Vec<f64> = (0..=255u8)
+            .map(|b| jitter_sample(&format!("0a{b:02x}")))
+            .collect();
+        let below = samples.iter().filter(|s| **s < 0.5).count();
+        assert!((96..=160).contains(&below), "{below} of 256 below 0.5");
         for s in ["", "x", "ff00ff", "example.com"] {
             let v = jitter_sample(s);
             assert!((0.0..1.0).contains(&v), "{s}: {v}");

@@ -138,19 +138,32 @@ impl Pebble {
         std::fs::write(&config, serde_json::json!({ "pebble": pebble }).to_string()).unwrap();
 
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-        let dns = Command::new(binary(
+        let challtestsrv = binary(
             "FAIRWAY_PEBBLE_CHALLTESTSRV",
             "/usr/bin/pebble-challtestsrv",
-        ))
-        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-        .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-        .args(["-management", &format!("127.0.0.1:{dns_mgmt_port}")])
-        .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-        .stdout(Stdio::from(log("challtestsrv.log")))
-        .stderr(Stdio::from(log("challtestsrv.err")))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pebble-challtestsrv (Debian package `pebble`)");
+        );
+        // challtestsrv >= 1.4 (Pebble >= 2.5) renamed -dns01 to -dnsserver and added DoH.
+        let help = std::process::Command::new(&challtestsrv)
+            .arg("-h")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        let dns_addr = format!("127.0.0.1:{dns_port}");
+        let dns_flags: Vec<&str> = if help.contains("-dnsserver") {
+            vec!["-dnsserver", &dns_addr, "-doh", ""]
+        } else {
+            vec!["-dns01", &dns_addr]
+        };
+        let dns = Command::new(&challtestsrv)
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(&dns_flags)
+            .args(["-management", &format!("127.0.0.1:{dns_mgmt_port}")])
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .stdout(Stdio::from(log("challtestsrv.log")))
+            .stderr(Stdio::from(log("challtestsrv.err")))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start pebble-challtestsrv (Debian package `pebble`)");
         let pebble = Command::new(binary("FAIRWAY_PEBBLE", "/usr/bin/pebble"))
             .arg("-config")
             .arg(&config)
