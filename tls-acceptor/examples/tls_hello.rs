@@ -108,6 +108,7 @@ async fn serve(acceptor: Acceptor, tcp: tokio::net::TcpStream) {
         FULL.fetch_add(1, Ordering::Relaxed);
     }
     let mut buf = vec![0u8; 8192];
+    let mut out = Vec::with_capacity(RESPONSE.len() * 4);
     let mut filled = 0;
     loop {
         match conn.read(&mut buf[filled..]).await {
@@ -116,7 +117,7 @@ async fn serve(acceptor: Acceptor, tcp: tokio::net::TcpStream) {
         }
         // Answer every complete request head in the buffer (pipelining), keep the rest.
         let mut answered = 0;
-        let mut out = Vec::new();
+        out.clear();
         let mut close = false;
         while let Some(end) = find_head_end(&buf[answered..filled]) {
             let head = &buf[answered..answered + end];
@@ -158,11 +159,15 @@ async fn report_handshakes() {
     }
 }
 
-/// `Connection: close` in the request head (any case).
+/// `Connection: close` in the request head (any case), without allocating.
 fn wants_close(head: &[u8]) -> bool {
+    const NAME: &[u8] = b"connection:";
     head.split(|&b| b == b'\n').any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with(b"connection:") && line.windows(5).any(|w| w == b"close")
+        line.len() > NAME.len()
+            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            && line[NAME.len()..]
+                .windows(5)
+                .any(|w| w.eq_ignore_ascii_case(b"close"))
     })
 }
 
