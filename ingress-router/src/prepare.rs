@@ -14,7 +14,9 @@
 //! 3. **Ingress `defaultBackend`s**: the oldest (then `namespace/name`) catches the rest.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::HashMap;
+use std::collections::HashSet;
+
+use crate::hash::FxMap;
 
 use crate::error::RouterError;
 use crate::eval::{Compiled, HostPat};
@@ -103,11 +105,11 @@ impl<B> Prepared<B> {
         let mut warnings = Vec::new();
 
         // 1. File routes, ranked by (priority desc, name, insertion order).
-        let mut names: HashMap<String, ()> = HashMap::with_capacity(file_routes.len());
+        let mut names: HashSet<String> = HashSet::with_capacity(file_routes.len());
         let mut file = Vec::with_capacity(file_routes.len());
         let mut file_keys = Vec::with_capacity(file_routes.len());
         for route in file_routes {
-            if names.insert(route.name.clone(), ()).is_some() {
+            if !names.insert(route.name.clone()) {
                 return Err(RouterError::Router {
                     router: route.name,
                     message: "duplicate router name".into(),
@@ -135,7 +137,7 @@ impl<B> Prepared<B> {
             });
         }
         let mut order: Vec<usize> = (0..file.len()).collect();
-        order.sort_by(|&a, &b| file_keys[a].cmp(&file_keys[b]).then(a.cmp(&b)));
+        order.sort_unstable_by(|&a, &b| file_keys[a].cmp(&file_keys[b]).then(a.cmp(&b)));
         let file = permute(file, &order);
 
         // 2. Ingress paths and default backends.
@@ -256,9 +258,10 @@ impl<B> Prepared<B> {
                     b.path_index,
                 ))
         };
-        order.sort_by(|&a, &b| cmp_keys(&path_keys[a], &path_keys[b]));
+        order.sort_unstable_by(|&a, &b| cmp_keys(&path_keys[a], &path_keys[b]).then(a.cmp(&b)));
         // Collisions: the same (host, pathType, path) more than once; the first in order wins.
-        let mut seen: HashMap<(&HostPat, bool, &str), usize> = HashMap::new();
+        let mut seen: FxMap<(&HostPat, bool, &str), usize> = FxMap::default();
+        seen.reserve(paths.len());
         for &i in &order {
             let p = &paths[i];
             let exact = path_keys[i].path_type.is_exact();

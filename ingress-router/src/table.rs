@@ -362,17 +362,10 @@ struct IngressIndex {
     next_id: u32,
 }
 
-/// The `/`-separated segments of an absolute path (`/` is one empty segment).
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.strip_prefix('/')
-        .into_iter()
-        .flat_map(|rest| rest.split('/'))
-}
-
 impl IngressIndex {
-    /// The node reached from `host`'s root by `segs`, created as needed.
-    fn node<'s>(&mut self, host: &HostPat, segs: impl Iterator<Item = &'s str>) -> &mut Node {
-        let segs: Vec<&str> = segs.collect();
+    /// The node reached from `host`'s root by the `/`-separated segments of `path` (empty:
+    /// the root; `/` is one empty segment), created as needed.
+    fn node(&mut self, host: &HostPat, path: &str) -> &mut Node {
         let fresh = Node {
             id: self.next_id,
             prefix: NONE,
@@ -386,7 +379,7 @@ impl IngressIndex {
         if root == fresh.id {
             self.next_id += 1;
         }
-        let Some((last, init)) = segs.split_last() else {
+        let Some(rest) = path.strip_prefix('/') else {
             return match host {
                 HostPat::Any => self.any_host.as_mut(),
                 HostPat::Exact(h) => self.exact_hosts.get_mut(0, h),
@@ -394,8 +387,12 @@ impl IngressIndex {
             }
             .expect("root created above");
         };
+        let (init, last) = match rest.rsplit_once('/') {
+            Some((init, last)) => (Some(init), last),
+            None => (None, rest),
+        };
         let mut parent = root;
-        for seg in init {
+        for seg in init.into_iter().flat_map(|i| i.split('/')) {
             let fresh = Node {
                 id: self.next_id,
                 prefix: NONE,
@@ -426,10 +423,10 @@ impl IngressIndex {
         for (rank, p) in prepared.paths.iter().enumerate() {
             let rank = rank as u32;
             if p.exact {
-                let node = ix.node(&p.host, segments(&p.written));
+                let node = ix.node(&p.host, &p.written);
                 node.exact = node.exact.min(rank);
             } else {
-                let node = ix.node(&p.host, segments(&p.prefix));
+                let node = ix.node(&p.host, &p.prefix);
                 node.prefix = node.prefix.min(rank);
             }
         }
