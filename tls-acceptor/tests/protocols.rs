@@ -195,3 +195,47 @@ async fn plain_entrypoint_passes_bytes_through() {
     conn.read_exact(&mut buf).await.expect("read");
     assert_eq!(&buf, b"ping");
 }
+
+#[tokio::test]
+async fn configured_default_certificate_and_reload_keeps_generated_one() {
+    // A configured default certificate (PEM files) is served for unknown names.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["fallback.test".to_owned()]).expect("params");
+    params.serial_number = Some(0xdef.into());
+    let cert = params.self_signed(&key).expect("cert");
+    let (cert_path, key_path) = (
+        dir.path().join("default.crt"),
+        dir.path().join("default.key"),
+    );
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let configured =
+        tls_acceptor::DefaultCertificate::from_pem_files(&cert_path, &key_path).expect("pem");
+    assert!(!format!("{configured:?}").contains("PRIVATE"));
+    let tls = TlsContext::new(TlsSettings {
+        default_certificate: Some(configured),
+        ..TlsSettings::default()
+    })
+    .expect("context");
+    let (addr, _events) = serve(tls.acceptor(&[ALPN_HTTP11]).expect("acceptor")).await;
+    let v = rustls_get(addr, &client_config(&[]), "whatever.test")
+        .await
+        .expect("default");
+    assert_eq!(v.serial(), "def");
+
+    // A missing key file is an error naming the file.
+    let err =
+        tls_acceptor::DefaultCertificate::from_pem_files(&cert_path, &dir.path().join("nope.key"))
+            .expect_err("missing");
+    assert!(err.to_string().contains("nope.key"), "{err}");
+
+    // Two contexts (a configuration reload) share the one generated default certificate.
+    let a = TlsContext::new(TlsSettings::default()).expect("a");
+    let b = TlsContext::new(TlsSettings::default()).expect("b");
+    assert_eq!(
+        a.resolver().default_cert().expect("a").certified_key().cert,
+        b.resolver().default_cert().expect("b").certified_key().cert
+    );
+}
