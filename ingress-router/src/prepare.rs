@@ -49,17 +49,22 @@ pub(crate) struct PreparedPath {
     pub(crate) exact: bool,
     /// The path as written (`/` for an empty ImplementationSpecific path).
     pub(crate) written: String,
-    /// For prefixes: the written path minus one trailing `/` (empty = everything).
-    pub(crate) prefix: String,
+    /// For prefixes: the length of the written path minus one trailing `/` (0 = everything).
+    pub(crate) prefix_len: usize,
 }
 
 impl PreparedPath {
+    /// The written path minus one trailing `/` (empty = everything).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.written[..self.prefix_len]
+    }
+
     /// The spec's path test (reference form, used by the reference matcher and `explain`).
     pub(crate) fn path_matches(&self, path: &str) -> bool {
         if self.exact {
             return path == self.written;
         }
-        let p = self.prefix.as_str();
+        let p = self.prefix();
         p.is_empty()
             || path == p
             || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
@@ -84,8 +89,9 @@ fn age(o: &IngressOrigin) -> AgeKey<'_> {
 
 fn describe_path(host: &HostPat, path_type: PathType, written: &str) -> String {
     let kind = match path_type {
-        PathType::ImplementationSpecific => "ImplementationSpecific (as Prefix)".to_owned(),
-        other => other.to_string(),
+        PathType::ImplementationSpecific => "ImplementationSpecific (as Prefix)",
+        PathType::Exact => "Exact",
+        PathType::Prefix => "Prefix",
     };
     format!("host {host}, path `{written}` {kind}")
 }
@@ -214,7 +220,7 @@ impl<B> Prepared<B> {
                         continue;
                     }
                     let exact = path_type.is_exact();
-                    let prefix = written.strip_suffix('/').unwrap_or(&written).to_owned();
+                    let prefix_len = written.strip_suffix('/').unwrap_or(&written).len();
                     entries.push(Entry {
                         info: RouteInfo {
                             source,
@@ -236,7 +242,7 @@ impl<B> Prepared<B> {
                         host,
                         exact,
                         written,
-                        prefix,
+                        prefix_len,
                     });
                 }
             }

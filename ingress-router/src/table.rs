@@ -426,7 +426,7 @@ impl IngressIndex {
                 let node = ix.node(&p.host, &p.written);
                 node.exact = node.exact.min(rank);
             } else {
-                let node = ix.node(&p.host, &p.prefix);
+                let node = ix.node(&p.host, p.prefix());
                 node.prefix = node.prefix.min(rank);
             }
         }
