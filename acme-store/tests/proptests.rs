@@ -301,6 +301,67 @@ fn reference_lookup(entries: &[RefEntry], q: &str, now: SystemTime) -> Option<us
         .or_else(|| best(&wild, false))
 }
 
+/// Exact matches if any, else one-label wildcard matches; latest `notAfter` first, ties in
+/// insertion order.
+fn reference_candidates(entries: &[RefEntry], q: &str) -> Vec<usize> {
+    let norm = |s: &str| s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
+    let q = norm(q);
+    if q.is_empty() {
+        return Vec::new();
+    }
+    let matching = |want: &str| -> Vec<usize> {
+        let mut ids: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].names.iter().any(|n| norm(n) == want))
+            .collect();
+        ids.sort_by_key(|&i| std::cmp::Reverse(entries[i].not_after));
+        ids
+    };
+    let exact = matching(&q);
+    if !exact.is_empty() {
+        return exact;
+    }
+    q.split_once('.')
+        .filter(|(f, r)| !f.is_empty() && !r.is_empty())
+        .map(|(_, r)| matching(&format!("*.{r}")))
+        .unwrap_or_default()
+}
+
+#[derive(Clone, Debug)]
+enum RegistryOp {
+    Publish(String, String),
+    Withdraw(String),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn http01_registry_matches_a_hashmap(ops in prop::collection::vec(prop_oneof![
+        ("[abc]{1,2}", "[a-z.]{0,6}").prop_map(|(t, k)| RegistryOp::Publish(t, k)),
+        "[abc]{1,2}".prop_map(RegistryOp::Withdraw),
+    ], 0..30)) {
+        let registry = acme_store::challenge::Http01Registry::new();
+        let clone = registry.clone();
+        let mut reference = std::collections::HashMap::new();
+        for op in ops {
+            match op {
+                RegistryOp::Publish(t, k) => {
+                    registry.publish(&t, &k);
+                    reference.insert(t, k);
+                }
+                RegistryOp::Withdraw(t) => {
+                    prop_assert_eq!(clone.withdraw(&t), reference.remove(&t).is_some());
+                }
+            }
+            prop_assert_eq!(clone.len(), reference.len());
+            for t in ["a", "b", "c", "aa", "ab", "ba", "cc"] {
+                let got = clone.get(t);
+                prop_assert_eq!(got.as_deref(), reference.get(t).map(String::as_str));
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -324,6 +385,8 @@ proptest! {
         for (q, t) in queries {
             let got = index.lookup(&q, time(t)).map(|v| **v);
             prop_assert_eq!(got, reference_lookup(&entries, &q, time(t)), "query {}", q);
+            let got: Vec<usize> = index.candidates(&q).iter().map(|v| **v).collect();
+            prop_assert_eq!(got, reference_candidates(&entries, &q), "candidates {}", q);
         }
     }
 }
