@@ -189,7 +189,96 @@ mod tests {
             })
     }
 
+    /// A certificate of a given family (real keys, so the probed schemes are real), with
+    /// chosen validity and name `c.test`.
+    fn with_family(
+        id: usize,
+        family: usize,
+        not_after_days: i64,
+        valid_now: bool,
+    ) -> Arc<ServingCert> {
+        static KEYS: OnceLock<Vec<ServingCert>> = OnceLock::new();
+        let keys = KEYS.get_or_init(|| {
+            [
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+                &rcgen::PKCS_ECDSA_P384_SHA384,
+                &rcgen::PKCS_ED25519,
+                &rcgen::PKCS_RSA_SHA256,
+            ]
+            .into_iter()
+            .map(|alg| {
+                cert(&["c.test"], alg, 1, 30)
+                    .input()
+                    .build()
+                    .expect("build")
+            })
+            .collect()
+        });
+        let b = &keys[family];
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(86400);
+        let not_after = if not_after_days >= 0 {
+            now + day * not_after_days as u32
+        } else {
+            now - day * (-not_after_days) as u32
+        };
+        Arc::new(ServingCert {
+            certified: b.certified.clone(),
+            schemes: b.schemes.clone(),
+            family: b.family,
+            names: vec!["c.test".into()].into_boxed_slice(),
+            not_before: if valid_now { now - day } else { now + day },
+            not_after,
+            serial_hex: id.to_string().into(),
+            origin: b.origin.clone(),
+            fingerprint: [id as u8; 32],
+        })
+    }
+
+    const OFFERABLE: &[SignatureScheme] = &[
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+        SignatureScheme::ECDSA_NISTP384_SHA384,
+        SignatureScheme::ED25519,
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA256,
+    ];
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn choice_matches_reference(
+            certs in prop::collection::vec((0usize..4, -5i64..60, any::<bool>()), 1..6),
+            offered in prop::sample::subsequence(OFFERABLE.to_vec(), 0..=OFFERABLE.len()),
+        ) {
+            let built: Vec<_> = certs
+                .iter()
+                .enumerate()
+                .map(|(i, &(f, days, nb))| with_family(i, f, days, nb))
+                .collect();
+            let index = NameIndex::build(built.clone());
+            let now = std::time::SystemTime::now();
+            let got = index
+                .candidates("c.test")
+                .and_then(|c| choose(c, &offered, now))
+                .map(|c| c.serial_hex.to_string());
+            // Reference: preference = (family, latest notAfter); valid-now first, then any.
+            let mut sorted = built.clone();
+            sorted.sort_by(|a, b| a.family.cmp(&b.family).then(b.not_after.cmp(&a.not_after)));
+            let fits = |c: &&Arc<ServingCert>| c.schemes.iter().any(|s| offered.contains(s));
+            let want = sorted
+                .iter()
+                .filter(fits)
+                .find(|c| c.not_before <= now && now <= c.not_after)
+                .or_else(|| sorted.iter().find(fits))
+                .map(|c| c.serial_hex.to_string());
+            // Ties (same family and notAfter) may resolve either way; compare the keys instead.
+            let key = |s: &Option<String>| s.as_ref().map(|id| {
+                let c = &built[id.parse::<usize>().expect("id")];
+                (c.family, c.not_after, c.valid_at(now))
+            });
+            prop_assert_eq!(key(&got), key(&want));
+        }
+
         #[test]
         fn lookup_matches_reference(
             certs in prop::collection::vec(prop::collection::vec(name(), 1..4), 0..6),
