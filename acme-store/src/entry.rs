@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -35,6 +35,84 @@ impl PrivateKey {
             _ => "PRIVATE KEY",
         }
     }
+}
+
+impl PrivateKey {
+    /// The key as PKCS#8 DER, the encoding lego v5 (Traefik >= 3.7.6) writes and every Traefik
+    /// reads. PKCS#1 keys are wrapped as `rsaEncryption`; SEC1 keys as `id-ecPublicKey` on the
+    /// curve of `key_type` (the certificate's). `None` for an EC key of an unknown curve.
+    pub fn to_pkcs8(&self, key_type: &KeyType) -> Option<PrivatePkcs8KeyDer<'static>> {
+        // DER: OIDs with their tag and length.
+        const RSA_ENCRYPTION: &[u8] = &[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+        ];
+        const DER_NULL: &[u8] = &[0x05, 0x00];
+        const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        const P521: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
+        let (algorithm, inner): (Vec<u8>, &[u8]) = match &self.0 {
+            PrivateKeyDer::Pkcs8(k) => {
+                return Some(PrivatePkcs8KeyDer::from(k.secret_pkcs8_der().to_vec()));
+            }
+            PrivateKeyDer::Pkcs1(k) => ([RSA_ENCRYPTION, DER_NULL].concat(), k.secret_pkcs1_der()),
+            PrivateKeyDer::Sec1(k) => {
+                let curve = match key_type {
+                    KeyType::EcdsaP256 => P256,
+                    KeyType::EcdsaP384 => P384,
+                    KeyType::EcdsaP521 => P521,
+                    _ => return None,
+                };
+                ([EC_PUBLIC_KEY, curve].concat(), k.secret_sec1_der())
+            }
+            _ => return None,
+        };
+        let body = [
+            &[0x02, 0x01, 0x00][..], // version 0
+            &der_tlv(0x30, &algorithm),
+            &der_tlv(0x04, inner),
+        ]
+        .concat();
+        Some(PrivatePkcs8KeyDer::from(der_tlv(0x30, &body)))
+    }
+
+    /// [`to_pkcs8`](Self::to_pkcs8) as PEM (`-----BEGIN PRIVATE KEY-----`, 64-column base64).
+    pub fn to_pkcs8_pem(&self, key_type: &KeyType) -> Option<String> {
+        self.to_pkcs8(key_type)
+            .map(|k| pem_encode("PRIVATE KEY", k.secret_pkcs8_der()))
+    }
+}
+
+/// A DER tag-length-value.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// PEM with 64-column base64 lines and `\n` line ends, as Go's `pem.Encode` writes.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 impl Clone for PrivateKey {

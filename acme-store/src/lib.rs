@@ -37,7 +37,7 @@ pub use document::{
     Account, AcmeDocument, DEFAULT_STORE, Domain, Fields, Format, ResolverData, StoredCert,
     V1_RESOLVER, V1Extras, decode_base64,
 };
-pub use entry::{CertEntry, KeyType, PrivateKey, Problem, ProblemKind};
+pub use entry::{CertEntry, KeyType, PrivateKey, Problem, ProblemKind, pem_encode};
 pub use error::{Error, FormatError};
 pub use file_store::{FileStore, FileStoreOptions, Migration, check_permissions, write_atomic};
 pub use format::json::Value;

@@ -249,3 +249,29 @@ fn memory_store_notifies_subscribers_only_on_change() {
     );
     assert_eq!(store.snapshot().generation(), g0 + 1);
 }
+
+#[test]
+fn traditional_keys_convert_to_pkcs8_that_still_match() {
+    for alg in [Alg::Rsa2048, Alg::P256, Alg::P384] {
+        let m = issue(&["a.example.com"], alg, KeyPem::Traditional, (2020, 2099));
+        let snap = snapshot_of(vec![stored(&m, "a.example.com", &[])]);
+        let e = &snap.entries()[0];
+        let pem = e.key().to_pkcs8_pem(e.key_type()).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{alg:?}");
+        let converted = StoredCert::from_pem("a.example.com", &[], &m.chain_pem, &pem);
+        let snap = snapshot_of(vec![converted]);
+        assert!(snap.problems().is_empty(), "{alg:?}: {:?}", snap.problems());
+        assert_eq!(snap.entries()[0].key().pem_label(), "PRIVATE KEY");
+    }
+    // PKCS#8 stays byte-identical.
+    let m = issue(&["a.example.com"], Alg::P256, KeyPem::Pkcs8, (2020, 2099));
+    let snap = snapshot_of(vec![stored(&m, "a.example.com", &[])]);
+    let e = &snap.entries()[0];
+    let rustls_pki_types::PrivateKeyDer::Pkcs8(orig) = e.key().der() else {
+        panic!("rcgen writes PKCS#8")
+    };
+    assert_eq!(
+        e.key().to_pkcs8(e.key_type()).unwrap().secret_pkcs8_der(),
+        orig.secret_pkcs8_der()
+    );
+}

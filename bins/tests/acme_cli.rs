@@ -377,3 +377,66 @@ fn legacy_fixture_lists_its_real_certificate() {
             .contains("h2ppy h2cker fake CA")
     );
 }
+
+/// The `privateKey` OCTET STRING of a PKCS#8 DER key: the SEC1 (EC) or PKCS#1 (RSA) key.
+fn pkcs8_inner(der: &[u8]) -> Vec<u8> {
+    fn tlv(d: &[u8]) -> (&[u8], &[u8]) {
+        let (len, hdr) = if d[1] < 0x80 {
+            (d[1] as usize, 2)
+        } else {
+            let n = (d[1] & 0x7f) as usize;
+            (
+                d[2..2 + n]
+                    .iter()
+                    .fold(0usize, |a, b| (a << 8) | *b as usize),
+                2 + n,
+            )
+        };
+        (&d[hdr..hdr + len], &d[hdr + len..])
+    }
+    let (seq, _) = tlv(der);
+    let (_, rest) = tlv(seq); // version
+    let (_, rest) = tlv(rest); // algorithm
+    tlv(rest).0.to_vec()
+}
+
+#[test]
+fn import_stores_a_sec1_key_as_pkcs8() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.json");
+    let (crt, key) = valid(dir.path(), "a", &["a.example.com"], false);
+    let pkcs8 = std::fs::read_to_string(&key).unwrap();
+    let b64: String = pkcs8.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let sec1 = base64::engine::general_purpose::STANDARD.encode(pkcs8_inner(&der));
+    let sec1_path = dir.path().join("sec1.key");
+    std::fs::write(
+        &sec1_path,
+        format!("-----BEGIN EC PRIVATE KEY-----\n{sec1}\n-----END EC PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let o = import(&file, "le", &(crt, sec1_path));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = fairway(&["acme", "check", "--file", s(&file)]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let dest = dir.path().join("out");
+    assert_eq!(
+        code(&fairway(&[
+            "acme",
+            "dump",
+            "--file",
+            s(&file),
+            "--dest",
+            s(&dest)
+        ])),
+        0
+    );
+    let dumped = std::fs::read_to_string(dest.join("private/a.example.com.key")).unwrap();
+    assert!(
+        dumped.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "{dumped}"
+    );
+}

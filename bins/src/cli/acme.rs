@@ -66,7 +66,8 @@ pub enum AcmeCommand {
         #[arg(long, value_name = "DIR")]
         dest: PathBuf,
     },
-    /// Add or replace the certificate for the certificate's domain set (creates the file).
+    /// Add or replace the certificate for the certificate's domain set (creates the file). The
+    /// key is stored as PKCS#8.
     Import {
         /// The store.
         #[command(flatten)]
@@ -359,6 +360,14 @@ fn import(args: &StoreArgs, resolver: &str, cert: &Path, key: &Path) -> Result<E
         .or_else(|| names.first().cloned())
         .ok_or_else(|| fail(cert, "the certificate names no DNS name"))?;
     let sans: Vec<String> = names.iter().filter(|n| **n != main).cloned().collect();
+    // Store PKCS#8, as lego v5 does; a PKCS#8 input is kept byte for byte.
+    let key_pem = match entry.key().pem_label() {
+        "PRIVATE KEY" => key_pem,
+        _ => entry
+            .key()
+            .to_pkcs8_pem(entry.key_type())
+            .unwrap_or(key_pem),
+    };
     let stored = StoredCert::from_pem(&main, &sans, &chain_pem, &key_pem);
     let store = FileStore::open(&args.file, options(args))?;
     let mut replaced = false;
