@@ -21,10 +21,13 @@
 //!
 //! # Quorum mode
 //! A node may announce only while it and a majority of configured nodes hear each other directly
-//! (a peer counts if we heard it within the timeout *and* its latest heartbeat says it hears us).
-//! The minority side loses quorum no later than one detection timeout after a partition, while
-//! the majority side waits the timeout plus one interval before taking over, so the two never
-//! announce at the same time.
+//! (a peer counts if we heard it within the timeout plus half an interval *and* its latest
+//! heartbeat says it hears us), and may *start* announcing only with a majority heard within the
+//! last 1.5 intervals. A takeover that is not an explicit release further needs a majority that
+//! currently reports the VIP vacant (heartbeats list the VIPs their sender sees without a live
+//! owner), counted from the moment that majority formed plus a guard of two intervals. The
+//! minority side loses quorum no later than a timeout plus half an interval after a partition,
+//! before the majority side can take over, so the two never announce at the same time.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -118,6 +121,12 @@ struct Peer {
     /// Left by a leaving release; only a newer incarnation brings it back.
     left: bool,
     claims: Vec<VipIndex>,
+    /// VIPs this peer reports without a live owner (sorted).
+    vacant: Vec<VipIndex>,
+    /// VIPs this peer intends to take over (quorum mode).
+    intents: Vec<VipIndex>,
+    /// Highest of our sequence numbers this peer has echoed.
+    acked_seq: u64,
     last_rx: Option<(u64, Instant)>,
     rtt: Option<Duration>,
     received: u64,
@@ -133,6 +142,13 @@ struct VipState {
     contested: bool,
     /// Since when this node is, in its own view, the best live candidate for the vacant VIP.
     best_since: Option<Instant>,
+    /// Quorum mode: since when a majority agrees the VIP is vacant.
+    confirmed_since: Option<Instant>,
+    /// Quorum mode: we intend to take it over; the sequence number of the first message that
+    /// said so. We announce once a majority has echoed it.
+    intent_seq: Option<u64>,
+    /// Peers whose latest message lists an intent for this VIP.
+    intenders: Vec<NodeIndex>,
     /// Peers whose latest message claims this VIP (alive or not).
     claimers: Vec<NodeIndex>,
 }
@@ -221,10 +237,12 @@ pub struct Machine {
     peers: Vec<Peer>,
     vips: Vec<VipState>,
     pending_takeovers: usize,
+    intents_pending: usize,
     actions: VecDeque<Action>,
     dirty: bool,
     send_now: bool,
     releasing: Vec<VipIndex>,
+    probe_next: bool,
     stats: MachineStats,
 }
 
@@ -259,10 +277,12 @@ impl Machine {
             peers: vec![Peer::default(); n],
             vips: vec![VipState::default(); cluster.vips().len()],
             pending_takeovers: 0,
+            intents_pending: 0,
             actions: VecDeque::new(),
             dirty: true,
             send_now: true,
             releasing: Vec::new(),
+            probe_next: false,
             stats: MachineStats::default(),
             cluster,
         };
@@ -353,7 +373,7 @@ impl Machine {
             if self.cluster.quorum()
                 && let Some(d) = p.last_direct
             {
-                for edge in [d + window, d + timeout] {
+                for edge in [d + window, d + timeout + self.margin()] {
                     if edge > self.last_step {
                         t = t.min(edge);
                     }
@@ -427,6 +447,39 @@ impl Machine {
             .min_by_key(|&p| cv.position(p).unwrap_or(u16::MAX))
     }
 
+    fn best_intender(&self, vip: VipIndex) -> Option<NodeIndex> {
+        let cv = &self.cluster.vips()[usize::from(vip)];
+        self.vips[usize::from(vip)]
+            .intenders
+            .iter()
+            .copied()
+            .filter(|&p| self.peers[usize::from(p)].alive)
+            .min_by_key(|&p| cv.position(p).unwrap_or(u16::MAX))
+    }
+
+    fn set_intent(&mut self, vip: VipIndex, seq: Option<u64>) {
+        let slot = &mut self.vips[usize::from(vip)].intent_seq;
+        match (slot.is_some(), seq.is_some()) {
+            (false, true) => self.intents_pending += 1,
+            (true, false) => self.intents_pending -= 1,
+            _ => {}
+        }
+        if slot.is_some() != seq.is_some() {
+            self.send_now = true;
+        }
+        *slot = seq;
+    }
+
+    /// Slack for quorum membership: half an interval, so that a heartbeat arriving a little
+    /// after `interval × multiplier` (jitter, drift) does not cost the quorum.
+    fn margin(&self) -> Duration {
+        self.cluster.timing().interval / 2
+    }
+
+    fn margin_ms(&self) -> u64 {
+        self.margin().as_millis() as u64
+    }
+
     fn timeout_ms(&self) -> u64 {
         self.cluster.timing().detection_timeout().as_millis() as u64
     }
@@ -460,6 +513,7 @@ impl Machine {
         }
         self.stats.received += 1;
         let timeout_ms = self.timeout_ms();
+        let margin_ms = self.margin_ms();
         let me = usize::from(self.me);
         let rtt = m.echo.and_then(|e| self.rtt_of(e, now));
         let p = &mut self.peers[from];
@@ -481,7 +535,7 @@ impl Machine {
             p.healthy = b.healthy;
             self.dirty = true;
         }
-        let hears_me = u64::from(b.ages_ms[me]) < timeout_ms;
+        let hears_me = u64::from(b.ages_ms[me]) < timeout_ms + margin_ms;
         if p.hears_me != hears_me {
             p.hears_me = hears_me;
             self.dirty = true;
@@ -489,6 +543,46 @@ impl Machine {
         if b.leaving {
             p.left = true;
             self.dirty = true;
+        }
+        if p.vacant != b.vacant {
+            p.vacant.clone_from(&b.vacant);
+            p.vacant.sort_unstable();
+            self.dirty = true;
+        }
+        if let Some(e) = m.echo
+            && e.seq > p.acked_seq
+        {
+            p.acked_seq = e.seq;
+        }
+        if self.intents_pending > 0 {
+            // An acknowledgement may complete one of our intents.
+            self.dirty = true;
+        }
+        let new_intents: Vec<VipIndex> = if b.leaving {
+            Vec::new()
+        } else {
+            b.intents.clone()
+        };
+        let old_intents = std::mem::replace(&mut self.peers[from].intents, new_intents.clone());
+        if old_intents != new_intents {
+            self.dirty = true;
+            // Acknowledge new intents at once rather than at the next periodic heartbeat.
+            self.send_now = true;
+            for &v in &old_intents {
+                if !new_intents.contains(&v) {
+                    self.vips[usize::from(v)]
+                        .intenders
+                        .retain(|&c| usize::from(c) != from);
+                }
+            }
+            for &v in &new_intents {
+                if usize::from(v) < self.vips.len() {
+                    let state = &mut self.vips[usize::from(v)];
+                    if !state.intenders.contains(&(from as NodeIndex)) {
+                        state.intenders.push(from as NodeIndex);
+                    }
+                }
+            }
         }
         // Relayed evidence: the sender heard node x `age` ms before sending.
         for (x, &age) in b.ages_ms.iter().enumerate() {
@@ -518,9 +612,10 @@ impl Machine {
                 if !new_claims.contains(&v) {
                     let state = &mut self.vips[usize::from(v)];
                     state.claimers.retain(|&c| usize::from(c) != from);
-                    if self.best_claimer(v).is_none() {
+                    if self.best_claimer(v).is_none() && !self.vips[usize::from(v)].owned {
                         self.vips[usize::from(v)].vacant =
                             Some((now, Vacancy::Released(from as NodeIndex)));
+                        self.send_now |= self.cluster.quorum();
                     }
                 }
             }
@@ -533,6 +628,9 @@ impl Machine {
         }
         if b.kind == MessageKind::Release {
             self.dirty = true;
+        }
+        if b.probe {
+            self.send_now = true;
         }
     }
 
@@ -577,6 +675,8 @@ impl Machine {
             if let Some(old) = self.cluster.node_index(name) {
                 let mut p = std::mem::take(&mut self.peers[usize::from(old)]);
                 p.claims.clear();
+                p.intents.clear();
+                p.vacant.clear();
                 peers[i] = p;
             }
         }
@@ -585,6 +685,7 @@ impl Machine {
         self.peers = peers;
         self.vips = vips;
         self.pending_takeovers = 0;
+        self.intents_pending = 0;
         self.hold_until = Some(now + self.cluster.timing().detection_timeout());
         self.dirty = true;
         self.send_now = true;
@@ -606,7 +707,15 @@ impl Machine {
                 let p = &mut self.peers[i];
                 p.alive = alive;
                 p.alive_since = alive.then_some(now);
+                if !alive && !p.left {
+                    // Suspicion: the next (immediate) round asks everyone to answer at once, so
+                    // a live peer whose last few heartbeats were lost cancels the takeover
+                    // (successors wait at least one skew step, far longer than a round trip).
+                    self.probe_next = true;
+                    self.send_now = true;
+                }
                 if !alive {
+                    let p = &self.peers[i];
                     let vacancy = if p.left {
                         Vacancy::Released(i as NodeIndex)
                     } else {
@@ -616,6 +725,9 @@ impl Machine {
                     for v in claims {
                         if self.best_claimer(v).is_none() && !self.vips[usize::from(v)].owned {
                             self.vips[usize::from(v)].vacant = Some((now, vacancy));
+                            // Quorum mode: peers wait for a majority to report the VIP vacant;
+                            // tell them now rather than at the next periodic heartbeat.
+                            self.send_now |= self.cluster.quorum();
                         }
                     }
                 }
@@ -635,12 +747,11 @@ impl Machine {
         }
         // Quorum.
         if self.cluster.quorum() {
+            let keep = timeout + self.margin();
             let support = 1 + self
                 .peers
                 .iter()
-                .filter(|p| {
-                    !p.left && p.hears_me && p.last_direct.is_some_and(|t| now < t + timeout)
-                })
+                .filter(|p| !p.left && p.hears_me && p.last_direct.is_some_and(|t| now < t + keep))
                 .count();
             let ok = support >= self.cluster.majority();
             let window = timing.interval + timing.interval / 2;
@@ -746,6 +857,40 @@ impl Machine {
         if claimer.is_some() {
             self.vips[v].vacant = None;
             self.vips[v].best_since = None;
+            self.vips[v].confirmed_since = None;
+            self.set_intent(vip, None);
+            self.set_takeover(vip, None);
+            return;
+        }
+        if let Some(seq) = self.vips[v].intent_seq {
+            let rival = self
+                .best_intender(vip)
+                .is_some_and(|o| cv.outranks(o, self.me));
+            if !can_own || rival || !self.fresh_quorum {
+                self.set_intent(vip, None);
+                return;
+            }
+            let window = cluster.timing().interval + cluster.timing().interval / 2;
+            let acks = 1 + self
+                .peers
+                .iter()
+                .filter(|p| {
+                    !p.left
+                        && p.hears_me
+                        && p.acked_seq >= seq
+                        && p.last_direct.is_some_and(|t| now < t + window)
+                        && p.vacant.binary_search(&vip).is_err()
+                })
+                .count();
+            if acks >= cluster.majority() {
+                self.announce(vip);
+            }
+            return;
+        }
+        if self.best_intender(vip).is_some() {
+            // Another node is about to take it over: treat it as taken.
+            self.vips[v].best_since = None;
+            self.vips[v].confirmed_since = None;
             self.set_takeover(vip, None);
             return;
         }
@@ -759,12 +904,35 @@ impl Machine {
         });
         if !can_own || best != Some(self.me) {
             self.vips[v].best_since = None;
+            self.vips[v].confirmed_since = None;
+            self.set_intent(vip, None);
             self.set_takeover(vip, None);
             return;
         }
         // If we only just became the best candidate (a better one died or lost health), count
         // from then: every node that becomes best at the same moment still waits its own skew.
-        let since = since.max(*self.vips[v].best_since.get_or_insert(now));
+        let mut since = since.max(*self.vips[v].best_since.get_or_insert(now));
+        if cluster.quorum() && !matches!(why, Vacancy::Released(_)) {
+            // A majority (counting us) must currently see the VIP vacant: a peer that still
+            // hears the owner keeps us from taking it even if we never heard its claim.
+            let window = cluster.timing().interval + cluster.timing().interval / 2;
+            let agree = 1 + self
+                .peers
+                .iter()
+                .filter(|p| {
+                    !p.left
+                        && p.hears_me
+                        && p.last_direct.is_some_and(|t| now < t + window)
+                        && p.vacant.binary_search(&vip).is_ok()
+                })
+                .count();
+            if agree < cluster.majority() {
+                self.vips[v].confirmed_since = None;
+                self.set_takeover(vip, None);
+                return;
+            }
+            since = since.max(*self.vips[v].confirmed_since.get_or_insert(now));
+        }
         let timing = cluster.timing();
         // Quorum mode: a node cut off from the majority may still start announcing for up to
         // 1.5 intervals after its last contact (the freshness window below), so a takeover
@@ -791,18 +959,30 @@ impl Machine {
             // Keep the VIP vacant until a majority has been heard recently; the next heartbeat
             // that restores freshness re-evaluates.
             self.set_takeover(vip, None);
+        } else if now >= at && cluster.quorum() {
+            // Quorum mode: first make the intent known; announce once a majority echoed it.
+            self.set_takeover(vip, None);
+            self.set_intent(vip, Some(self.seq + 1));
         } else if now >= at {
             self.set_takeover(vip, None);
-            self.vips[v].vacant = None;
-            self.vips[v].best_since = None;
-            self.vips[v].owned = true;
-            self.stats.transitions += 1;
-            self.send_now = true;
-            self.actions
-                .push_back(Action::Announce { vip, addr: cv.addr });
+            self.announce(vip);
         } else {
             self.set_takeover(vip, Some(at));
         }
+    }
+
+    fn announce(&mut self, vip: VipIndex) {
+        let v = usize::from(vip);
+        self.set_intent(vip, None);
+        let state = &mut self.vips[v];
+        state.vacant = None;
+        state.best_since = None;
+        state.confirmed_since = None;
+        state.owned = true;
+        self.stats.transitions += 1;
+        self.send_now = true;
+        let addr = self.cluster.vips()[v].addr;
+        self.actions.push_back(Action::Announce { vip, addr });
     }
 
     fn withdraw(&mut self, vip: VipIndex) {
@@ -812,6 +992,8 @@ impl Machine {
         }
         state.owned = false;
         state.contested = false;
+        // Whatever made it vacant before we took it is stale now.
+        state.vacant = None;
         self.stats.transitions += 1;
         self.send_now = true;
         let addr = self.cluster.vips()[usize::from(vip)].addr;
@@ -838,6 +1020,26 @@ impl Machine {
             .filter(|&v| self.vips[v].owned)
             .map(|v| v as VipIndex)
             .collect();
+        let vacant = if self.cluster.quorum() {
+            (0..self.vips.len() as VipIndex)
+                .filter(|&v| {
+                    let state = &self.vips[usize::from(v)];
+                    !state.owned
+                        && state.intent_seq.is_none()
+                        && self.best_claimer(v).is_none()
+                        && self.best_intender(v).is_none()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let intents = if self.shut_down || self.intents_pending == 0 {
+            Vec::new()
+        } else {
+            (0..self.vips.len() as VipIndex)
+                .filter(|&v| self.vips[usize::from(v)].intent_seq.is_some())
+                .collect()
+        };
         let body = Arc::new(Body {
             kind: if release {
                 MessageKind::Release
@@ -857,6 +1059,9 @@ impl Machine {
                 Vec::new()
             },
             ages_ms,
+            vacant,
+            intents,
+            probe: !release && std::mem::take(&mut self.probe_next),
         });
         for (i, p) in self.peers.iter().enumerate() {
             if i == me {

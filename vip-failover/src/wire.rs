@@ -7,7 +7,7 @@
 //! Body layout (big-endian):
 //! `"FWV1" | kind u8 | flags u8 | fingerprint u64 | from u16 | incarnation u64 | seq u64 |
 //!  echo_seq u64 | echo_hold_us u32 | n u16, claims [u16; n] | n u16, released [u16; n] |
-//!  n u16, ages_ms [u16; n]`.
+//!  n u16, ages_ms [u16; n] | n u16, vacant [u16; n] | n u16, intents [u16; n]`.
 
 use std::fmt;
 use std::path::Path;
@@ -25,8 +25,11 @@ const MAC_LEN: usize = 32;
 const FLAG_HEALTHY: u8 = 1;
 const FLAG_LEAVING: u8 = 2;
 const FLAG_ECHO: u8 = 4;
+const FLAG_PROBE: u8 = 8;
 /// Fixed part of the body before the variable-length lists.
 const FIXED_LEN: usize = 4 + 1 + 1 + 8 + 2 + 8 + 8 + 8 + 4;
+/// Five list-length prefixes.
+const LISTS_LEN: usize = 10;
 
 /// Largest datagram we accept or produce.
 pub const MAX_DATAGRAM: usize = 65_000;
@@ -69,6 +72,15 @@ pub struct Body {
     /// ([`AGE_UNKNOWN`] = never / too long). Lets receivers use the sender as an indirect
     /// witness, and tells each peer whether the sender hears it (for quorum).
     pub ages_ms: Vec<u16>,
+    /// VIPs the sender sees without a live owner (normally empty). In quorum mode a takeover
+    /// after a failure needs a majority to agree that the VIP is vacant, so a node that never
+    /// heard the current owner's claim cannot take the VIP from it.
+    pub vacant: Vec<VipIndex>,
+    /// Quorum mode: VIPs the sender is about to take over; it announces once a majority has
+    /// acknowledged (echoed a sequence number at least that of the first message listing it).
+    pub intents: Vec<VipIndex>,
+    /// The sender suspects a peer has died: every receiver answers with an immediate heartbeat.
+    pub probe: bool,
 }
 
 /// Per-peer echo of the last message received from that peer, for round-trip measurement.
@@ -168,6 +180,9 @@ pub fn encode(msg: &Message, key: &SharedKey, out: &mut Vec<u8>) {
     if msg.echo.is_some() {
         flags |= FLAG_ECHO;
     }
+    if b.probe {
+        flags |= FLAG_PROBE;
+    }
     out.push(flags);
     out.extend_from_slice(&b.fingerprint.to_be_bytes());
     out.extend_from_slice(&b.from.to_be_bytes());
@@ -178,7 +193,7 @@ pub fn encode(msg: &Message, key: &SharedKey, out: &mut Vec<u8>) {
     });
     out.extend_from_slice(&echo_seq.to_be_bytes());
     out.extend_from_slice(&hold.to_be_bytes());
-    for list in [&b.claims, &b.released, &b.ages_ms] {
+    for list in [&b.claims, &b.released, &b.ages_ms, &b.vacant, &b.intents] {
         let n = list.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_be_bytes());
         for v in &list[..n] {
@@ -193,7 +208,7 @@ pub fn encode(msg: &Message, key: &SharedKey, out: &mut Vec<u8>) {
 /// Verifies and decodes a datagram. Returns [`Error::Unauthenticated`] if the MAC does not match
 /// and [`Error::Malformed`] if an authentic body does not parse (a version mismatch).
 pub fn decode(datagram: &[u8], key: &SharedKey) -> Result<Message, Error> {
-    if datagram.len() < FIXED_LEN + 6 + MAC_LEN || datagram.len() > MAX_DATAGRAM {
+    if datagram.len() < FIXED_LEN + LISTS_LEN + MAC_LEN || datagram.len() > MAX_DATAGRAM {
         return Err(Error::Malformed("bad length"));
     }
     let (body, tag) = datagram.split_at(datagram.len() - MAC_LEN);
@@ -257,6 +272,8 @@ fn parse_body(body: &[u8]) -> Result<Message, Error> {
     let claims = r.list()?;
     let released = r.list()?;
     let ages_ms = r.list()?;
+    let vacant = r.list()?;
+    let intents = r.list()?;
     if !r.0.is_empty() {
         return Err(Error::Malformed("trailing bytes"));
     }
@@ -272,6 +289,9 @@ fn parse_body(body: &[u8]) -> Result<Message, Error> {
             claims,
             released,
             ages_ms,
+            vacant,
+            intents,
+            probe: flags & FLAG_PROBE != 0,
         }),
         echo: (flags & FLAG_ECHO != 0).then(|| Echo {
             seq: echo_seq,
@@ -316,9 +336,12 @@ mod tests {
                         seq,
                         healthy: h,
                         leaving: l,
-                        claims,
-                        released,
+                        claims: claims.clone(),
+                        released: released.clone(),
                         ages_ms: ages,
+                        vacant: released.iter().rev().copied().collect(),
+                        intents: claims.iter().take(3).copied().collect(),
+                        probe: h && !l,
                     }),
                     echo: echo.map(|(seq, us)| Echo {
                         seq,
@@ -365,6 +388,9 @@ mod tests {
                 claims: vec![0],
                 released: vec![],
                 ages_ms: vec![0, 5, AGE_UNKNOWN],
+                vacant: vec![],
+                intents: vec![1],
+                probe: true,
             }),
             echo: None,
         };
