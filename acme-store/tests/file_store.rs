@@ -385,6 +385,7 @@ fn sigkill_at_random_moments_never_loses_acknowledged_updates() {
         }
     }
     assert_eq!(kills, 200);
+    assert_eq!(mode(&path), 0o600);
     eprintln!(
         "{} acknowledged updates survived 200 SIGKILLs in {:?}",
         acked.lock().unwrap().len(),

@@ -32,6 +32,18 @@ type AcmeAccount struct {
 	ExternalAccountBinding json.RawMessage `json:"externalAccountBinding,omitempty"`
 }
 
+// Account as of Traefik 2.11.51+/3.6.22+/3.7.6+ (lego v5): no KeyType.
+type AccountV5 struct {
+	Email        string
+	Registration *Resource
+	PrivateKey   []byte
+}
+
+type StoredDataV5 struct {
+	Account      *AccountV5
+	Certificates []*CertAndStore
+}
+
 type Domain struct {
 	Main string   `json:"main,omitempty"`
 	SANs []string `json:"sans,omitempty"`
@@ -53,21 +65,33 @@ type StoredData struct {
 	Certificates []*CertAndStore
 }
 
+// Usage: roundtrip [-v5] FILE...
 func main() {
-	for _, name := range os.Args[1:] {
+	args := os.Args[1:]
+	v5 := len(args) > 0 && args[0] == "-v5"
+	if v5 {
+		args = args[1:]
+	}
+	for _, name := range args {
 		in, err := os.ReadFile(name)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		var data map[string]*StoredData
-		if err := json.Unmarshal(in, &data); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-			os.Exit(1)
+		var out []byte
+		if v5 {
+			var data map[string]*StoredDataV5
+			if err = json.Unmarshal(in, &data); err == nil {
+				out, err = json.MarshalIndent(data, "", "  ")
+			}
+		} else {
+			var data map[string]*StoredData
+			if err = json.Unmarshal(in, &data); err == nil {
+				out, err = json.MarshalIndent(data, "", "  ")
+			}
 		}
-		out, err := json.MarshalIndent(data, "", "  ")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 			os.Exit(1)
 		}
 		if err := os.WriteFile(name+".go", out, 0o600); err != nil {
