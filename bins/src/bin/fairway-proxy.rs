@@ -54,11 +54,18 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(file.access_log.json);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime does the same work without work-stealing
+    // bookkeeping (Pingora's "no steal" mode). More: the multi-threaded scheduler.
+    let mut rt = match args.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     rt.enable_all();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n.max(1));
-    }
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
