@@ -12,7 +12,8 @@
 #   linkcut   the owner's bridge port goes down
 #   graceful  SIGTERM of the owner's daemon (VRRP priority-0 advert / fairway release)
 # Then a soak: fairway (default profile) and keepalived (advert 0.1) run side by side for
-# SOAK_SECS under CPU stress (2 busy loops per core); every ownership change is a false failover.
+# SOAK_SECS under CPU stress (STRESS_PER_CPU busy loops per core, default 2); every ownership
+# change is a false failover.
 #
 # Usage (as root): benches/scripts/vip-failover.sh
 #   TRIALS=10 SOAK_SECS=600 FAIRWAY_SPEAKER=/path/to/fairway-speaker SETUPS="ka1 ka01 fw fwsafe"
@@ -21,6 +22,7 @@ set -euo pipefail
 
 TRIALS=${TRIALS:-10}
 SOAK_SECS=${SOAK_SECS:-600}
+STRESS_PER_CPU=${STRESS_PER_CPU:-2}
 SETUPS=${SETUPS:-"ka1 ka01 fw fwsafe"}
 CASES=${CASES:-"hardkill linkcut graceful"}
 VIP=198.51.100.50
@@ -293,7 +295,7 @@ if [[ $SOAK_SECS -gt 0 ]]; then
     sleep 2
     fw_before=$(cat "$WORK"/fw-n*.log | grep -c "announcing VIP" || true)
     ka_before=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
-    for ((i = 0; i < $(nproc) * 2; i++)); do
+    for ((i = 0; i < $(nproc) * STRESS_PER_CPU; i++)); do
         (while :; do :; done) &
         STRESS_PIDS+=($!)
     done
@@ -303,7 +305,7 @@ if [[ $SOAK_SECS -gt 0 ]]; then
     fw_after=$(cat "$WORK"/fw-n*.log | grep -c "announcing VIP" || true)
     ka_after=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
     echo
-    echo "Soak: ${SOAK_SECS}s under CPU stress ($(( $(nproc) * 2 )) busy loops on $(nproc) CPUs), false failovers:"
+    echo "Soak: ${SOAK_SECS}s under CPU stress ($(( $(nproc) * STRESS_PER_CPU )) busy loops on $(nproc) CPUs), false failovers:"
     echo "  fairway default (100ms x3): $((fw_after - fw_before))"
     echo "  keepalived v3 advert 0.1s:  $((ka_after - ka_before))"
 fi

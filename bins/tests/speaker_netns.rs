@@ -610,6 +610,9 @@ fn forged_heartbeat_is_counted_and_ignored() {
             claims: vec![],
             released: vec![0, 1],
             ages_ms: vec![0; 3],
+            vacant: vec![],
+            intents: vec![],
+            probe: false,
         }),
         echo: None,
     };
