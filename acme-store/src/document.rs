@@ -158,6 +158,32 @@ impl Account {
     pub fn private_key_der(&self) -> Option<Result<Vec<u8>, base64::DecodeError>> {
         self.private_key.as_deref().map(decode_base64)
     }
+
+    /// The account key as a typed, redacting key. Traefik stores DER PKCS#1 RSA; PKCS#8 and SEC1
+    /// (e.g. the P-256 keys instant-acme creates) are recognised too, by trying each encoding
+    /// with rustls' aws-lc-rs provider. `None` when the account has no key.
+    pub fn private_key(&self) -> Option<Result<crate::PrivateKey, String>> {
+        use rustls_pki_types::{
+            PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+        };
+        let der = match self.private_key_der()? {
+            Ok(der) => der,
+            Err(e) => return Some(Err(format!("account key is not base64: {e}"))),
+        };
+        let candidates = [
+            PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.clone())),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der.clone())),
+            PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der)),
+        ];
+        for key in candidates {
+            if rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).is_ok() {
+                return Some(Ok(crate::PrivateKey::new(key)));
+            }
+        }
+        Some(Err(
+            "account key is not a DER PKCS#1, PKCS#8 or SEC1 private key".into(),
+        ))
+    }
 }
 
 impl fmt::Debug for Account {

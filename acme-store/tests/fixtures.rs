@@ -82,6 +82,24 @@ fn legacy_fixture_is_read_only_and_decodes() {
     assert_eq!(account.email, "test@traefik.io");
     let der = account.private_key_der().unwrap().unwrap();
     assert_eq!(der[0], 0x30, "account key is DER");
+    let key = account.private_key().unwrap().unwrap();
+    assert_eq!(
+        key.pem_label(),
+        "RSA PRIVATE KEY",
+        "Traefik account keys are PKCS#1"
+    );
+    assert_eq!(format!("{key:?}"), "PrivateKey(<redacted>)");
+    // The dummy payload of the v2 fixtures is reported, not a panic.
+    let dummy = AcmeDocument::parse(&fixture("certs-dumper-v2-acme.json")).unwrap();
+    assert!(
+        dummy.resolvers["default"]
+            .account
+            .as_ref()
+            .unwrap()
+            .private_key()
+            .unwrap()
+            .is_err()
+    );
     assert_eq!(r.certificates.len(), 1);
     assert_eq!(r.certificates[0].domain.main, "local1.com");
 
