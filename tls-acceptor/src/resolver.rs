@@ -29,7 +29,7 @@ pub(crate) struct Problem {
     pub(crate) reason: String,
 }
 
-/// What one rebuild did; returned by [`CertResolver::apply_snapshot`] for logs and tests.
+/// What one rebuild did; returned by [`crate::TlsContext::apply_snapshot`] for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {
     /// The snapshot generation now served.
@@ -56,7 +56,7 @@ pub struct RebuildReport {
 /// parse only new or changed certificates and swap the whole index atomically: handshakes
 /// that already picked a certificate keep it.
 ///
-/// [`apply_snapshot`]: CertResolver::apply_snapshot
+/// [`apply_snapshot`]: crate::TlsContext::apply_snapshot
 pub struct CertResolver {
     published: ArcSwap<Published>,
     default: Option<Arc<ServingCert>>,
