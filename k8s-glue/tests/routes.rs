@@ -1,5 +1,6 @@
 //! Ingress → live routes against a real kube-apiserver: an Ingress of our class, its Service and
-//! an EndpointSlice become a route whose backend carries the slice's ready addresses; endpoint changes apply without recompiling the table; other classes are ignored;
+//! an EndpointSlice pointing at a real upstream (nginx in a network namespace) become a route whose
+//! backend reaches that upstream; endpoint changes apply without recompiling the table; other classes are ignored;
 //! status is written for our class only; deleting the Ingress removes the route.
 
 use std::collections::BTreeMap;
@@ -81,6 +82,148 @@ fn slice(name: &str, addrs: &[(&str, bool)], port: u16) -> EndpointSlice {
     }
 }
 
+/// A real HTTP upstream (nginx) inside a network namespace we create, reachable from here over a
+/// veth pair on 198.51.100.248/30. EndpointSlices may not name loopback addresses (the API server
+/// rejects them), so the upstream needs a non-loopback address of its own. Needs root, iproute2
+/// and nginx (installed by scripts/test.sh); torn down on drop.
+struct NetnsUpstream {
+    ns: String,
+    host_if: String,
+    nginx: std::process::Child,
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+}
+
+impl NetnsUpstream {
+    fn ip(args: &[&str]) {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("running `ip` (iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start() -> Self {
+        let id = std::process::id() % 100_000;
+        let (ns, host_if, peer_if) = (
+            format!("fwk8s-{id}"),
+            format!("fwk{id}a"),
+            format!("fwk{id}b"),
+        );
+        Self::ip(&["netns", "add", &ns]);
+        let up = NetnsUpstream::partial(&ns, &host_if);
+        Self::ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &peer_if,
+        ]);
+        Self::ip(&["link", "set", &peer_if, "netns", &ns]);
+        Self::ip(&["addr", "add", "198.51.100.249/30", "dev", &host_if]);
+        Self::ip(&["link", "set", &host_if, "up"]);
+        Self::ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "198.51.100.250/30",
+            "dev",
+            &peer_if,
+        ]);
+        Self::ip(&["-n", &ns, "link", "set", &peer_if, "up"]);
+        Self::ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        std::mem::forget(up);
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("nginx.conf");
+        let d = dir.path().display();
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+                 events {{}}\n\
+                 http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+                   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+                   server {{ listen 198.51.100.250:8080; location / {{ return 200 \"upstream $request_uri\"; }} }} }}\n"
+            ),
+        )
+        .unwrap();
+        let nginx = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "nginx",
+                "-p",
+                &d.to_string(),
+                "-c",
+                &conf.display().to_string(),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting nginx in the namespace");
+        NetnsUpstream {
+            ns,
+            host_if,
+            nginx,
+            _dir: dir,
+            addr: "198.51.100.250:8080".parse().unwrap(),
+        }
+    }
+
+    /// A guard that removes what exists so far if setup fails half-way.
+    fn partial(ns: &str, host_if: &str) -> impl Drop {
+        struct Cleanup(String, String);
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "del", &self.1])
+                    .output();
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &self.0])
+                    .output();
+            }
+        }
+        Cleanup(ns.to_string(), host_if.to_string())
+    }
+
+    async fn get(&self, to: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::net::TcpStream::connect(to).await {
+                Ok(mut s) => {
+                    s.write_all(
+                        format!("GET {path} HTTP/1.0\r\nhost: a.example.com\r\n\r\n").as_bytes(),
+                    )
+                    .await
+                    .unwrap();
+                    let mut out = String::new();
+                    s.read_to_string(&mut out).await.unwrap();
+                    return out;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "upstream {to} unreachable: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NetnsUpstream {
+    fn drop(&mut self) {
+        let _ = self.nginx.kill();
+        let _ = self.nginx.wait();
+        drop(NetnsUpstream::partial(&self.ns, &self.host_if));
+    }
+}
+
 /// The endpoints the live table routes `host` + `path` to (None: no route, i.e. 404).
 fn route(w: &IngressWatcher, host: &str, path: &str) -> Option<Vec<SocketAddr>> {
     let table = w.table().load();
@@ -124,9 +267,10 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
     let ns = server.fresh_namespace(&client, "routes").await.unwrap();
     let class = format!("fairway-{ns}");
     ingress_class(&client, &class).await;
-    // The API server refuses loopback EndpointSlice addresses, so the slice names a documentation
-    // address; the route must lead exactly there.
-    let up: SocketAddr = "198.51.100.7:8080".parse().unwrap();
+    // The API server refuses loopback EndpointSlice addresses: the upstream lives in a network
+    // namespace at 198.51.100.250.
+    let upstream = NetnsUpstream::start();
+    let up = upstream.addr;
 
     let pp = PostParams::default();
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -145,7 +289,7 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
     services.create(&pp, &svc).await.unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
     slices
-        .create(&pp, &slice("web-1", &[("198.51.100.7", true)], up.port()))
+        .create(&pp, &slice("web-1", &[("198.51.100.250", true)], up.port()))
         .await
         .unwrap();
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
@@ -214,11 +358,12 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
         )
         .await
         .unwrap();
+    // Endpoints are sorted: .8 before .250; .9 is not ready.
     let two: Vec<SocketAddr> = vec![
-        up,
         SocketAddr::new("198.51.100.8".parse().unwrap(), up.port()),
+        up,
     ];
-    until_route(&watcher, "a.example.com", "/app", Some(two)).await;
+    until_route(&watcher, "a.example.com", "/app", Some(two.clone())).await;
     let after = rx.borrow().clone();
     assert_eq!(
         after.table_generation, before.table_generation,
@@ -236,16 +381,7 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
         .path = Some("/v2".into());
     let start = Instant::now();
     ingresses.replace("app", &pp, &changed).await.unwrap();
-    until_route(
-        &watcher,
-        "a.example.com",
-        "/v2",
-        Some(vec![
-            up,
-            SocketAddr::new("198.51.100.8".parse().unwrap(), up.port()),
-        ]),
-    )
-    .await;
+    until_route(&watcher, "a.example.com", "/v2", Some(two)).await;
     println!(
         "one Ingress change live after {:?} (including the PUT)",
         start.elapsed()
