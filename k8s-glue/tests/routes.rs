@@ -321,6 +321,13 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
         None,
         "another class's Ingress is not ours"
     );
+    // A request matched by the table goes to the endpoint it names: the real upstream answers.
+    let endpoint = route(&watcher, "a.example.com", "/app/x").unwrap()[0];
+    let answer = upstream.get(endpoint, "/app/x").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("upstream /app/x"),
+        "{answer}"
+    );
 
     // Status: ours gets the VIP, the foreign one nothing.
     let deadline = Instant::now() + Duration::from_secs(10);
