@@ -370,6 +370,11 @@ pub struct AdminConfig {
     /// Socket address, by default on loopback.
     #[serde(default = "d_admin")]
     pub address: SocketAddr,
+    /// File holding a bearer token that every admin request but `/healthz`, `/readyz` and the
+    /// static dashboard page must send (`Authorization: Bearer <token>`). Required when
+    /// `address` is not on loopback. Read at start.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 fn d_admin() -> SocketAddr {
@@ -480,6 +485,9 @@ impl ProxyConfig {
                     }
                 }
             }
+        }
+        if let Some(admin) = &self.admin {
+            crate::admin_api::check_admin_config(admin)?;
         }
         for (name, router) in &self.routers {
             ingress_router::FileRoute::new(name.clone(), &router.rule, router.priority, ())

@@ -28,9 +28,11 @@
 //! ```
 
 mod admin;
+mod admin_api;
 mod body;
 mod clock;
 pub mod config;
+pub mod dashboard;
 mod error;
 mod forwarded;
 mod framing;

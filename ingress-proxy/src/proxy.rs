@@ -88,6 +88,7 @@ impl ProxyBuilder {
             .collect();
         let clients = ClientCache::default();
         let runtime = Runtime::build(&config, &names, &ports, &clients, &metrics, None)?;
+        let dashboard = crate::admin_api::DashboardState::new(&config, &names)?;
         let (drain, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -96,6 +97,7 @@ impl ProxyBuilder {
             limits: config.limits,
             drain,
             ready: Default::default(),
+            dashboard,
         });
         let builder = Arc::new(http_builder(&config.limits));
         let mut tasks = Vec::new();
@@ -224,12 +226,14 @@ impl Proxy {
     /// Keeps the certificate-expiry gauges in step with the store's snapshots until the
     /// sender is dropped or the proxy shuts down.
     pub fn watch_certificates(&self, mut snapshots: watch::Receiver<Arc<acme_store::Snapshot>>) {
+        let shared = self.shared.clone();
         let metrics = self.shared.metrics.clone();
         let mut drain = self.shared.drain.subscribe();
         tokio::spawn(async move {
             loop {
                 {
                     let snap = snapshots.borrow_and_update().clone();
+                    shared.dashboard.set_certificates(snap.clone());
                     metrics.set_certificate_expiry(
                         snap.entries()
                             .iter()
@@ -251,8 +255,12 @@ impl Proxy {
     /// serving). Entrypoints, limits and the admin listener are fixed at start; changing them
     /// is rejected with [`ProxyError::NeedsRestart`].
     pub fn reload(&self, config: ProxyConfig) -> Result<(), ProxyError> {
+        let facts = crate::admin_api::RouterFacts::of(&config);
         let result = self.try_reload(config);
         self.shared.metrics.record_reload(result.is_ok());
+        self.shared
+            .dashboard
+            .record_reload(facts, &result, std::time::SystemTime::now());
         result
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) drain: watch::Sender<bool>,
     pub(crate) ready: AtomicBool,
+    /// Admin dashboard bookkeeping (token, certificates, reload log).
+    pub(crate) dashboard: crate::admin_api::DashboardState,
 }
 
 impl std::fmt::Debug for Shared {

@@ -1,0 +1,713 @@
+//! The versioned admin JSON API behind the dashboard: `/api/v1/...`.
+//!
+//! Every document is built from the same immutable snapshots the data plane reads (the
+//! configuration [`Runtime`], the certificate store's [`Snapshot`]) plus a little bookkeeping
+//! kept here ([`DashboardState`]: the last reload outcome, the bearer token). The API is
+//! read-only: the admin listener answers `GET`/`HEAD` only.
+//!
+//! Certificates are described by their public facts (names, issuer, serial, validity); the
+//! private key is never read here, so no response can carry key material.
+//!
+//! The field-by-field description is `ingress-proxy/ADMIN_API.md`; bump [`API_VERSION`] (and the
+//! path prefix) on any incompatible change.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use acme_store::Snapshot;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
+use serde_json::{Value, json};
+
+use crate::body::ProxyBody;
+use crate::clock::now_ms;
+use crate::config::{AdminConfig, LoadBalancing, ProxyConfig};
+use crate::error::ConfigError;
+use crate::runtime::Runtime;
+use crate::server::Shared;
+use crate::upstream::service::ServiceKind;
+
+/// The API version served under `/api/v1`.
+pub(crate) const API_VERSION: u32 = 1;
+
+/// Certificates expiring within this many days are reported as problems.
+pub(crate) const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// What a configuration says about each router that the compiled runtime does not keep
+/// (TLS, certificate resolver), refreshed on every accepted reload.
+#[derive(Debug, Default)]
+pub(crate) struct RouterFacts {
+    routers: BTreeMap<String, RouterFact>,
+}
+
+#[derive(Debug)]
+struct RouterFact {
+    tls: bool,
+    cert_resolver: Option<String>,
+}
+
+impl RouterFacts {
+    /// Extracts the facts from `config`.
+    pub(crate) fn of(config: &ProxyConfig) -> Self {
+        let routers = config
+            .routers
+            .iter()
+            .map(|(name, r)| {
+                let tls = config.entrypoints.iter().any(|(ep_name, ep)| {
+                    ep.tls.is_some() && r.entrypoints.as_ref().is_none_or(|e| e.contains(ep_name))
+                });
+                let cert_resolver = r.tls.as_ref().and_then(|t| t.cert_resolver.clone());
+                (name.clone(), RouterFact { tls, cert_resolver })
+            })
+            .collect();
+        RouterFacts { routers }
+    }
+}
+
+/// The outcome of the last configuration reload.
+#[derive(Debug, Default)]
+struct ReloadLog {
+    attempts: u64,
+    failures: u64,
+    last: Option<ReloadOutcome>,
+}
+
+#[derive(Debug)]
+struct ReloadOutcome {
+    ok: bool,
+    at: SystemTime,
+    error: Option<String>,
+}
+
+/// Dashboard bookkeeping shared by the admin listener: the bearer token, the entrypoint names,
+/// the latest certificate snapshot and the reload log. Written off the request path only.
+pub(crate) struct DashboardState {
+    token: Option<Box<str>>,
+    entrypoints: Box<[String]>,
+    certificates: ArcSwapOption<Snapshot>,
+    facts: ArcSwap<RouterFacts>,
+    reloads: Mutex<ReloadLog>,
+}
+
+impl std::fmt::Debug for DashboardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("DashboardState")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("entrypoints", &self.entrypoints)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks the `[admin]` section: a listener reachable from other hosts needs a token.
+pub(crate) fn check_admin_config(admin: &AdminConfig) -> Result<(), ConfigError> {
+    if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
+        return Err(ConfigError::new(
+            "admin.token_file",
+            format!(
+                "the admin listener {} is not on loopback; set a bearer token file",
+                admin.address
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn read_token(admin: &AdminConfig) -> Result<Option<Box<str>>, ConfigError> {
+    let Some(path) = &admin.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "admin.token_file",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            "admin.token_file",
+            format!(
+                "{}: the token must be one word of at least 16 characters",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(token.into()))
+}
+
+impl DashboardState {
+    /// The state for a proxy started with `config` on `entrypoints` (reads the token file).
+    pub(crate) fn new(config: &ProxyConfig, entrypoints: &[String]) -> Result<Self, ConfigError> {
+        let token = match &config.admin {
+            Some(admin) => {
+                check_admin_config(admin)?;
+                read_token(admin)?
+            }
+            None => None,
+        };
+        Ok(Self::with_token(config, entrypoints, token))
+    }
+
+    fn with_token(config: &ProxyConfig, entrypoints: &[String], token: Option<Box<str>>) -> Self {
+        DashboardState {
+            token,
+            entrypoints: entrypoints.into(),
+            certificates: ArcSwapOption::empty(),
+            facts: ArcSwap::from_pointee(RouterFacts::of(config)),
+            reloads: Mutex::new(ReloadLog::default()),
+        }
+    }
+
+    /// Publishes the certificate store's latest snapshot to the dashboard.
+    pub(crate) fn set_certificates(&self, snapshot: Arc<Snapshot>) {
+        self.certificates.store(Some(snapshot));
+    }
+
+    /// Records a reload attempt; `facts` describe the attempted configuration and replace the
+    /// current ones when it was accepted.
+    pub(crate) fn record_reload<E: std::fmt::Display>(
+        &self,
+        facts: RouterFacts,
+        result: &Result<(), E>,
+        at: SystemTime,
+    ) {
+        if result.is_ok() {
+            self.facts.store(Arc::new(facts));
+        }
+        let mut log = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        log.attempts += 1;
+        if result.is_err() {
+            log.failures += 1;
+        }
+        log.last = Some(ReloadOutcome {
+            ok: result.is_ok(),
+            at,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+    }
+
+    /// Whether `headers` carry the configured bearer token (always true without a token).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(given) = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// Paths anyone on the admin listener may read: probes and the static page (the page itself
+/// holds no data; it asks for the token and sends it with every API call).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/" | "/favicon.ico") || path.starts_with("/dashboard")
+}
+
+/// Answers the dashboard's paths and enforces the bearer token on every non-public path.
+/// Returns `None` for paths the caller (the admin listener) serves itself.
+pub(crate) fn answer(
+    shared: &Shared,
+    uri: &Uri,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Option<Response<ProxyBody>> {
+    let path = uri.path();
+    let state = &shared.dashboard;
+    if !is_public(path) && !state.authorized(headers) {
+        let mut r = error_response(StatusCode::UNAUTHORIZED, "a bearer token is required");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"fairway-admin\""),
+        );
+        return Some(r);
+    }
+    if let Some(resp) = crate::dashboard::serve(path) {
+        return Some(resp);
+    }
+    let rt = shared.runtime.load();
+    let doc = match path {
+        "/api/v1" | "/api/v1/" => index_doc(),
+        "/api/v1/routes" => routes_doc(shared, &rt),
+        "/api/v1/services" => services_doc(&rt, now_ms()),
+        "/api/v1/certificates" => certificates_doc(state.certificates.load_full().as_deref(), now),
+        "/api/v1/vips" => vips_doc(),
+        "/api/v1/explain" => match explain_doc(state, &rt, uri.query().unwrap_or("")) {
+            Ok(doc) => doc,
+            Err(msg) => return Some(error_response(StatusCode::BAD_REQUEST, &msg)),
+        },
+        "/api/v1/problems" => problems_doc(shared, &rt, now),
+        p if p.starts_with("/api/v1/") => {
+            return Some(error_response(StatusCode::NOT_FOUND, "no such API path"));
+        }
+        _ => return None,
+    };
+    Some(json_response(StatusCode::OK, &doc))
+}
+
+fn index_doc() -> Value {
+    json!({
+        "api_version": API_VERSION,
+        "component": "proxy",
+        "sections": ["problems", "routes", "explain", "services", "certificates"],
+        "read_only": true,
+    })
+}
+
+fn route_totals(shared: &Shared, router: &str, service: &str) -> (u64, u64) {
+    shared.metrics.route_totals(router, service)
+}
+
+fn routes_doc(shared: &Shared, rt: &Runtime) -> Value {
+    let facts = shared.dashboard.facts.load();
+    let routers: Vec<Value> = rt
+        .routes_doc
+        .routers
+        .iter()
+        .map(|r| {
+            let fact = facts.routers.get(&r.name);
+            let (requests, errors) = route_totals(shared, &r.name, &r.service);
+            json!({
+                "name": r.name,
+                "source": { "kind": "file", "router": r.name },
+                "rule": r.rule,
+                "priority": r.priority,
+                "service": r.service,
+                "entrypoints": r.entrypoints,
+                "tls": fact.is_some_and(|f| f.tls),
+                "cert_resolver": fact.and_then(|f| f.cert_resolver.clone()),
+                "requests_total": requests,
+                "errors_total": errors,
+            })
+        })
+        .collect();
+    json!({ "api_version": API_VERSION, "routers": routers })
+}
+
+fn policy_name(p: LoadBalancing) -> &'static str {
+    match p {
+        LoadBalancing::RoundRobin => "round_robin",
+        LoadBalancing::Weighted => "weighted",
+        LoadBalancing::LeastRequests => "least_requests",
+    }
+}
+
+fn services_doc(rt: &Runtime, now_ms: u64) -> Value {
+    let services: Vec<Value> = rt
+        .services
+        .iter()
+        .map(|(name, svc)| match &svc.kind {
+            ServiceKind::Static(s) => json!({
+                "name": name,
+                "kind": "static",
+                "status": s.status.as_u16(),
+                "load_balancer": null,
+                "endpoints": [],
+            }),
+            ServiceKind::Upstream(u) => {
+                let endpoints: Vec<Value> = u
+                    .endpoints
+                    .iter()
+                    .map(|ep| {
+                        let ejected = ep.passive().is_ejected(now_ms);
+                        let down = ep.is_active_down();
+                        let state = if ejected {
+                            "ejected"
+                        } else if down {
+                            "down"
+                        } else {
+                            "healthy"
+                        };
+                        json!({
+                            "url": ep.url(),
+                            "state": state,
+                            "ejected": ejected,
+                            "active_down": down,
+                            "inflight": ep.inflight(),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": name,
+                    "kind": "upstream",
+                    "load_balancer": policy_name(u.balancer.policy()),
+                    "endpoints": endpoints,
+                })
+            }
+        })
+        .collect();
+    json!({ "api_version": API_VERSION, "services": services })
+}
+
+/// Seconds from `now` to `t` (negative when `t` is past).
+fn seconds_until(t: SystemTime, now: SystemTime) -> i64 {
+    match t.duration_since(now) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC), so the API needs no date library.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn cert_status(seconds_left: i64) -> &'static str {
+    if seconds_left <= 0 {
+        "expired"
+    } else if seconds_left < EXPIRY_WARNING_DAYS * 86_400 {
+        "expiring"
+    } else {
+        "ok"
+    }
+}
+
+fn certificates_doc(snapshot: Option<&Snapshot>, now: SystemTime) -> Value {
+    let Some(snap) = snapshot else {
+        return json!({
+            "api_version": API_VERSION,
+            "available": false,
+            "now": rfc3339(now),
+            "certificates": [],
+            "store_problems": [],
+        });
+    };
+    let mut certificates: Vec<(i64, Value)> = snap
+        .entries()
+        .iter()
+        .map(|e| {
+            let left = seconds_until(e.not_after(), now);
+            let lifetime = seconds_until(e.not_after(), e.not_before()).max(1);
+            (
+                left,
+                json!({
+                    "resolver": e.resolver(),
+                    "domain": e.main(),
+                    "sans": e.sans(),
+                    "names": e.names(),
+                    "issuer": e.issuer(),
+                    "subject": e.subject(),
+                    "serial": e.serial_hex(),
+                    "key_type": e.key_type().to_string(),
+                    "store": e.store(),
+                    "not_before": rfc3339(e.not_before()),
+                    "not_after": rfc3339(e.not_after()),
+                    "seconds_left": left,
+                    "days_left": left.div_euclid(86_400),
+                    "lifetime_days": lifetime / 86_400,
+                    "status": cert_status(left),
+                    "last_renewal": null,
+                    "next_renewal": null,
+                }),
+            )
+        })
+        .collect();
+    // Soonest expiry first: what needs attention is at the top.
+    certificates.sort_by_key(|(left, _)| *left);
+    let store_problems: Vec<Value> = snap
+        .problems()
+        .iter()
+        .map(|p| {
+            json!({
+                "resolver": p.resolver,
+                "domain": p.domain,
+                "index": p.index,
+                "reason": p.kind.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "api_version": API_VERSION,
+        "available": true,
+        "generation": snap.generation(),
+        "now": rfc3339(now),
+        "certificates": certificates.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "store_problems": store_problems,
+    })
+}
+
+fn vips_doc() -> Value {
+    json!({
+        "api_version": API_VERSION,
+        "available": false,
+        "note": "VIPs are served by fairway-speaker's admin listener",
+        "vips": [],
+        "acme_leader": null,
+    })
+}
+
+/// Decodes one `application/x-www-form-urlencoded` value.
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| form_decode(v))
+}
+
+fn explain_doc(state: &DashboardState, rt: &Runtime, query: &str) -> Result<Value, String> {
+    let url = query_param(query, "url")
+        .filter(|u| !u.trim().is_empty())
+        .ok_or("missing `url` query parameter")?;
+    let url = url.trim();
+    let method = query_param(query, "method")
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "GET".to_owned())
+        .to_ascii_uppercase();
+    if method.len() > 32 || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(format!("`{method}` is not an HTTP method"));
+    }
+    let only = query_param(query, "entrypoint").filter(|e| !e.is_empty());
+    let full = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let uri: Uri = full
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let host = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let view = ingress_router::RequestView::new(host, pq).with_method(&method);
+    if let Some(name) = &only
+        && !state.entrypoints.contains(name)
+    {
+        return Err(format!("no entrypoint named `{name}`"));
+    }
+    let results: Vec<Value> = state
+        .entrypoints
+        .iter()
+        .zip(rt.entrypoints.iter())
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| o == *name))
+        .map(|(name, ep)| {
+            let e = ep.table.explain(&view);
+            let matched = e.matched.as_ref().map(|m| {
+                json!({
+                    "router": &*m.backend.name,
+                    "service": &*m.backend.service.name,
+                    "route": m.route,
+                })
+            });
+            json!({
+                "entrypoint": name,
+                "redirects_to_tls": ep.redirect_port.is_some(),
+                "request": e.request,
+                "matched": matched,
+                "reason": e.reason,
+                "losers": e.losers,
+                "more_losers": e.more_losers,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "api_version": API_VERSION,
+        "url": url,
+        "method": method,
+        "results": results,
+    }))
+}
+
+fn problem(severity: &str, kind: &str, subject: String, message: String) -> Value {
+    json!({ "severity": severity, "kind": kind, "subject": subject, "message": message })
+}
+
+/// Routers attached to the same entrypoint with the same rule and priority: only one of them
+/// (the name that sorts first) can ever serve.
+fn rule_collisions(rt: &Runtime) -> Vec<Value> {
+    let mut seen: BTreeMap<(&str, &str, i64), &str> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in &rt.routes_doc.routers {
+        for ep in &r.entrypoints {
+            match seen.get(&(ep.as_str(), r.rule.as_str(), r.priority)) {
+                Some(winner) => out.push(problem(
+                    "warning",
+                    "route_collision",
+                    format!("router `{}`", r.name),
+                    format!(
+                        "same rule and priority as router `{winner}` on entrypoint `{ep}`; `{winner}` always wins"
+                    ),
+                )),
+                None => {
+                    seen.insert((ep.as_str(), r.rule.as_str(), r.priority), &r.name);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn problems_doc(shared: &Shared, rt: &Runtime, now: SystemTime) -> Value {
+    let state = &shared.dashboard;
+    let mut problems = Vec::new();
+    if let Some(snap) = state.certificates.load_full() {
+        let mut certs: Vec<_> = snap
+            .entries()
+            .iter()
+            .map(|e| (seconds_until(e.not_after(), now), e))
+            .collect();
+        certs.sort_by_key(|(left, _)| *left);
+        for (left, e) in certs {
+            let subject = format!("certificate {} ({})", e.main(), e.resolver());
+            match cert_status(left) {
+                "expired" => problems.push(problem(
+                    "error",
+                    "certificate_expired",
+                    subject,
+                    format!("expired on {}", rfc3339(e.not_after())),
+                )),
+                "expiring" => problems.push(problem(
+                    "warning",
+                    "certificate_expiring",
+                    subject,
+                    format!(
+                        "expires in {} days ({})",
+                        left.div_euclid(86_400),
+                        rfc3339(e.not_after())
+                    ),
+                )),
+                _ => {}
+            }
+        }
+        for p in snap.problems() {
+            problems.push(problem(
+                "error",
+                "certificate_invalid",
+                format!("certificate {} ({})", p.domain, p.resolver),
+                p.kind.to_string(),
+            ));
+        }
+    }
+    let now_ms = now_ms();
+    for (name, svc) in &rt.services {
+        if let ServiceKind::Upstream(u) = &svc.kind {
+            for ep in u.endpoints.iter() {
+                if ep.passive().is_ejected(now_ms) {
+                    problems.push(problem(
+                        "warning",
+                        "endpoint_ejected",
+                        format!("service `{name}` endpoint {}", ep.url()),
+                        "ejected after consecutive connection failures".to_owned(),
+                    ));
+                } else if ep.is_active_down() {
+                    problems.push(problem(
+                        "warning",
+                        "endpoint_down",
+                        format!("service `{name}` endpoint {}", ep.url()),
+                        "failing its active health check".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    for (name, ep) in state.entrypoints.iter().zip(rt.entrypoints.iter()) {
+        for w in ep.table.warnings() {
+            problems.push(problem(
+                "warning",
+                "route_collision",
+                w.subject.clone(),
+                format!("{} (entrypoint `{name}`)", w.message),
+            ));
+        }
+    }
+    problems.extend(rule_collisions(rt));
+    let reloads = state.reloads.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(last) = &reloads.last
+        && !last.ok
+    {
+        problems.push(problem(
+            "error",
+            "reload_failed",
+            "configuration".to_owned(),
+            format!(
+                "the last reload ({}) was rejected, still serving the previous configuration: {}",
+                rfc3339(last.at),
+                last.error.as_deref().unwrap_or("unknown error")
+            ),
+        ));
+    }
+    let reload = json!({
+        "attempts": reloads.attempts,
+        "failures": reloads.failures,
+        "last_ok": reloads.last.as_ref().map(|l| l.ok),
+        "last_at": reloads.last.as_ref().map(|l| rfc3339(l.at)),
+    });
+    json!({
+        "api_version": API_VERSION,
+        "now": rfc3339(now),
+        "problems": problems,
+        "reloads": reload,
+    })
+}
+
+#[cfg(test)]
+#[path = "admin_api_tests.rs"]
+mod tests;

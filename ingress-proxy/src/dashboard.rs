@@ -1,0 +1,101 @@
+//! The admin dashboard's static page, embedded in the binary.
+//!
+//! Three files (`assets/dashboard/{index.html,app.js,app.css}`) compiled in with
+//! `include_str!`: nothing is fetched from a CDN or downloaded at run time, so the page works on
+//! an air-gapped admin network. The page holds no data; it reads the versioned JSON API
+//! (`/api/v1/...`, see `ADMIN_API.md`) and shows only the sections the serving binary lists in
+//! `/api/v1`, so every Fairway binary can serve the same page for its own part.
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::ProxyBody;
+
+/// One embedded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asset {
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its text.
+    pub body: &'static str,
+}
+
+const INDEX: Asset = Asset {
+    content_type: "text/html; charset=utf-8",
+    body: include_str!("../assets/dashboard/index.html"),
+};
+const APP_JS: Asset = Asset {
+    content_type: "text/javascript; charset=utf-8",
+    body: include_str!("../assets/dashboard/app.js"),
+};
+const APP_CSS: Asset = Asset {
+    content_type: "text/css; charset=utf-8",
+    body: include_str!("../assets/dashboard/app.css"),
+};
+
+/// The page forbids everything but its own script, style and API calls (defence in depth:
+/// the script writes data only as text, never as HTML).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// The embedded file served at `path` (`/`, `/dashboard/`, `/dashboard/app.js`,
+/// `/dashboard/app.css`), if any.
+pub fn asset(path: &str) -> Option<Asset> {
+    match path {
+        "/" | "/dashboard" | "/dashboard/" | "/dashboard/index.html" => Some(INDEX),
+        "/dashboard/app.js" => Some(APP_JS),
+        "/dashboard/app.css" => Some(APP_CSS),
+        _ => None,
+    }
+}
+
+/// An HTTP response for the embedded file at `path`, with the security headers.
+pub fn response(path: &str) -> Option<Response<ProxyBody>> {
+    let asset = asset(path)?;
+    let mut r = Response::new(ProxyBody::full(asset.body));
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    Some(r)
+}
+
+pub(crate) fn serve(path: &str) -> Option<Response<ProxyBody>> {
+    response(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assets_are_embedded_and_self_contained() {
+        let index = asset("/").unwrap();
+        assert!(index.body.contains("/dashboard/app.js"));
+        assert!(index.body.contains("/dashboard/app.css"));
+        assert_eq!(asset("/dashboard/"), Some(index));
+        for a in [INDEX, APP_JS, APP_CSS] {
+            assert!(!a.body.is_empty());
+            // No CDN, no remote fonts: everything is same-origin.
+            assert!(!a.body.contains("http://"), "{}", a.content_type);
+            assert!(!a.body.contains("https://"), "{}", a.content_type);
+        }
+        assert!(asset("/dashboard/../etc/passwd").is_none());
+        assert!(asset("/api/v1").is_none());
+    }
+
+    #[test]
+    fn page_response_has_security_headers() {
+        let r = response("/dashboard/app.js").unwrap();
+        assert_eq!(r.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert!(r.headers().contains_key("content-security-policy"));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+}
