@@ -125,9 +125,17 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
     le.upsert(StoredCert::from_pem("b.example.com", &[], &crt_b, &key_b));
     le.certificates_null = false;
     let json = doc.to_json().unwrap();
+    // b's Secret is named by an Ingress (`tls[].secretName: b-tls`), a's gets the default name.
+    let b_domain = acme_store::Domain {
+        main: "b.example.com".into(),
+        sans: vec![],
+        extra: vec![],
+    };
+    store.set_secret_names([("le", &b_domain, "b-tls")]);
     let snap = store.import_acme_json(json.as_bytes(), "le").await.unwrap();
     assert!(serial(&snap, "a.example.com").is_some());
 
+    assert!(secrets.get("b-tls").await.is_ok(), "named Secret written");
     let written = secrets.get("fairway-tls-a.example.com").await.unwrap();
     assert_eq!(written.type_.as_deref(), Some("kubernetes.io/tls"));
     assert_eq!(written.annotations()[RESOLVER_ANNOTATION], "le");
@@ -140,7 +148,15 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
 
     // Export gives back the same account and certificates.
     let mut rx = store.subscribe();
-    until(&mut rx, "watch catches up", |s| s.entries().len() == 2).await;
+    // (The TLS Secrets and the accounts Secret arrive on two watches: wait for both.)
+    until(&mut rx, "watch catches up", |s| {
+        s.entries().len() == 2
+            && s.document()
+                .resolvers
+                .get("le")
+                .is_some_and(|r| r.account.is_some())
+    })
+    .await;
     let exported = AcmeDocument::parse(store.export_acme_json().unwrap().as_bytes()).unwrap();
     assert_eq!(
         exported.resolvers["le"].account,
@@ -223,10 +239,7 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
         .iter()
         .map(|s| s.name_any())
         .collect();
-    assert!(
-        !left.contains(&"fairway-tls-b.example.com".to_string()),
-        "{left:?}"
-    );
+    assert!(!left.contains(&"b-tls".to_string()), "{left:?}");
     assert!(
         left.contains(&"fairway-acme-accounts".to_string()),
         "{left:?}"

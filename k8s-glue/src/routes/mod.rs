@@ -12,6 +12,7 @@
 //! serves a partial table. Ingress `status.loadBalancer` is written for our class only, through
 //! `/status`, and only when it differs.
 
+pub mod acme;
 pub mod backends;
 pub mod class;
 mod status;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use acme::{ACME_RESOLVER_ANNOTATION, CertRequest, cert_requests};
 pub use backends::{Backend, SERVICE_NAME_LABEL};
 pub use class::{CONTROLLER_NAME, OurClasses};
 

@@ -73,6 +73,8 @@ struct Inner {
     generation: AtomicU64,
     epoch: AtomicU64,
     handle: tokio::runtime::Handle,
+    /// Secret names for new certificates, by (resolver, name set): from Ingress `tls[].secretName`.
+    names: std::sync::Mutex<BTreeMap<(String, Vec<String>), String>>,
 }
 
 /// The Secret-backed [`CertStore`]. Dropping it stops the watch.
@@ -196,7 +198,15 @@ impl Inner {
                         self.api.replace(&r.name, &pp, &s).await.map(drop)
                     }
                     None => {
-                        let name = mapping::secret_name(&cfg.name_prefix, &cert.domain.main);
+                        let named = self
+                            .names
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&id)
+                            .cloned();
+                        let name = named.unwrap_or_else(|| {
+                            mapping::secret_name(&cfg.name_prefix, &cert.domain.main)
+                        });
                         let s = mapping::secret_for(&name, &cfg.namespace, resolver, cert, epoch)
                             .map_err(acme_store::Error::Rejected)?;
                         self.api.create(&pp, &s).await.map(drop)
@@ -289,6 +299,7 @@ impl SecretStore {
             generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             handle: tokio::runtime::Handle::current(),
+            names: std::sync::Mutex::new(BTreeMap::new()),
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let task = tokio::spawn(run(Arc::clone(&inner), ready_tx));
@@ -309,6 +320,22 @@ impl SecretStore {
     /// Stamps later writes with fencing epoch `epoch` (the elector's `Leadership::epoch`).
     pub fn set_epoch(&self, epoch: u64) {
         self.inner.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    /// Names the Secrets that new certificates go to: a certificate of `resolver` for exactly
+    /// `domain`'s names is created as Secret `name` (e.g. from [`crate::routes::cert_requests`]:
+    /// the Ingress's `tls[].secretName`) instead of `<prefix><main name>`. Replaces the previous map.
+    pub fn set_secret_names<'a>(
+        &self,
+        names: impl IntoIterator<Item = (&'a str, &'a acme_store::Domain, &'a str)>,
+    ) {
+        let map = names
+            .into_iter()
+            .map(|(resolver, domain, name)| {
+                ((resolver.to_string(), domain.name_set()), name.to_string())
+            })
+            .collect();
+        *self.inner.names.lock().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
     /// The configuration in use.
