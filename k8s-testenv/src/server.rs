@@ -256,12 +256,45 @@ fn etcd_healthy(port: u16) -> bool {
     response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
 }
 
+const DIR_PREFIX: &str = "fairway-k8s-testenv-";
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes the directories of control planes whose test process is gone. A shared server lives
+/// in a `static`, which is never dropped, so its directory (etcd preallocates ~120 MB of WAL)
+/// outlives the test binary; the next run cleans it up.
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let alive = match fs::read_to_string(path.join(OWNER_FILE)) {
+            Ok(pid) => Path::new("/proc").join(pid.trim()).exists(),
+            // Being created right now, or unreadable: leave it unless it is old.
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < Duration::from_secs(600)),
+        };
+        if !alive {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn start_on_this_thread(bins: &KubeBinaries) -> Result<Started, Error> {
+    sweep_stale_dirs();
     let dir = tempfile::Builder::new()
-        .prefix("fairway-k8s-testenv-")
+        .prefix(DIR_PREFIX)
         .tempdir()
         .map_err(|e| Error::io("creating the control plane directory", e))?;
     let d = dir.path();
+    write_file(&d.join(OWNER_FILE), &std::process::id().to_string(), 0o644)?;
     let mut children = Vec::new();
 
     // etcd
