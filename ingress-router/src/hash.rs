@@ -68,6 +68,9 @@ impl Hasher for FxHasher {
 /// `HashMap` with the Fx hasher.
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// `HashSet` with the Fx hasher.
+pub(crate) type FxSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
+
 /// Hashes a string to 64 bits (for the scoped string maps).
 #[inline]
 pub(crate) fn hash_str(s: &str) -> u64 {

@@ -13,10 +13,8 @@
 //!    `namespace/name`, then rule and path index.
 //! 3. **Ingress `defaultBackend`s**: the oldest (then `namespace/name`) catches the rest.
 
+use crate::hash::{FxMap, FxSet};
 use std::cmp::{Ordering, Reverse};
-use std::collections::HashSet;
-
-use crate::hash::FxMap;
 
 use crate::error::RouterError;
 use crate::eval::{Compiled, HostPat};
@@ -111,22 +109,13 @@ impl<B> Prepared<B> {
         let mut warnings = Vec::new();
 
         // 1. File routes, ranked by (priority desc, name, insertion order).
-        let mut names: HashSet<String> = HashSet::with_capacity(file_routes.len());
         let mut file = Vec::with_capacity(file_routes.len());
-        let mut file_keys = Vec::with_capacity(file_routes.len());
         for route in file_routes {
-            if !names.insert(route.name.clone()) {
-                return Err(RouterError::Router {
-                    router: route.name,
-                    message: "duplicate router name".into(),
-                });
-            }
             let compiled = Compiled::new(&route.rule).map_err(|e| RouterError::Router {
                 router: route.name.clone(),
                 message: e.to_string(),
             })?;
             let entry = entries.len() as u32;
-            file_keys.push((Reverse(route.priority), route.name.clone()));
             entries.push(Entry {
                 info: RouteInfo {
                     source: RouteSource::File { router: route.name },
@@ -142,8 +131,26 @@ impl<B> Prepared<B> {
                 priority: route.priority,
             });
         }
+        let name = |f: &PreparedFile| match &entries[f.entry as usize].info.source {
+            RouteSource::File { router } => router.as_str(),
+            _ => "",
+        };
+        let mut names: FxSet<&str> = FxSet::default();
+        names.reserve(file.len());
+        if let Some(dup) = file.iter().map(name).find(|n| !names.insert(n)) {
+            return Err(RouterError::Router {
+                router: dup.to_owned(),
+                message: "duplicate router name".into(),
+            });
+        }
+        drop(names);
         let mut order: Vec<usize> = (0..file.len()).collect();
-        order.sort_unstable_by(|&a, &b| file_keys[a].cmp(&file_keys[b]).then(a.cmp(&b)));
+        order.sort_unstable_by(|&a, &b| {
+            let (fa, fb) = (&file[a], &file[b]);
+            (Reverse(fa.priority), name(fa))
+                .cmp(&(Reverse(fb.priority), name(fb)))
+                .then(a.cmp(&b))
+        });
         let file = permute(file, &order);
 
         // 2. Ingress paths and default backends.

@@ -161,13 +161,14 @@ struct FileIndex {
 
 /// One conjunction of an indexable rule.
 #[derive(Debug, Clone, Default)]
-struct Conj {
+struct Conj<'r> {
     host: Option<HostPat>,
-    path: Option<(bool, String)>,
+    /// (exact, path) borrowed from the rule.
+    path: Option<(bool, &'r str)>,
 }
 
 /// DNF of a rule made only of `Host`, `Path`, `PathPrefix`, `&&`, `||`; `None` otherwise.
-fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
+fn dnf(rule: &Rule) -> Option<Vec<Conj<'_>>> {
     match rule {
         Rule::Match(Matcher::Host(h)) => Some(vec![Conj {
             host: Some(HostPat::parse(h)?),
@@ -175,11 +176,11 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
         }]),
         Rule::Match(Matcher::Path(p)) => Some(vec![Conj {
             host: None,
-            path: Some((true, p.clone())),
+            path: Some((true, p.as_str())),
         }]),
         Rule::Match(Matcher::PathPrefix(p)) => Some(vec![Conj {
             host: None,
-            path: Some((false, p.clone())),
+            path: Some((false, p.as_str())),
         }]),
         Rule::Match(_) | Rule::Not(_) => None,
         Rule::Or(a, b) => {
@@ -192,6 +193,18 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
             if l.len() * r.len() > MAX_CONJUNCTIONS {
                 return None;
             }
+            if l.len() == 1 && r.len() == 1 {
+                // The common `Host(..) && PathPrefix(..)`: merge without cloning.
+                let (x, y) = (l.into_iter().next()?, r.into_iter().next()?);
+                if (x.host.is_some() && y.host.is_some()) || (x.path.is_some() && y.path.is_some())
+                {
+                    return None;
+                }
+                return Some(vec![Conj {
+                    host: x.host.or(y.host),
+                    path: x.path.or(y.path),
+                }]);
+            }
             let mut out = Vec::with_capacity(l.len() * r.len());
             for x in &l {
                 for y in &r {
@@ -202,7 +215,7 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj>> {
                     }
                     out.push(Conj {
                         host: x.host.clone().or_else(|| y.host.clone()),
-                        path: x.path.clone().or_else(|| y.path.clone()),
+                        path: x.path.or(y.path),
                     });
                 }
             }
@@ -261,13 +274,13 @@ impl FileIndex {
                     None => bucket.all = bucket.all.min(rank),
                     Some((true, p)) => {
                         note(&mut probes, id, EXACT, rank);
-                        let r = ix.exact_paths.get_or_insert_with(id, &p, || rank);
+                        let r = ix.exact_paths.get_or_insert_with(id, p, || rank);
                         *r = (*r).min(rank);
                     }
                     Some((false, p)) => {
                         let len = u32::try_from(p.len()).unwrap_or(EXACT - 1).min(EXACT - 1);
                         note(&mut probes, id, len, rank);
-                        let r = ix.prefixes.get_or_insert_with(id, &p, || rank);
+                        let r = ix.prefixes.get_or_insert_with(id, p, || rank);
                         *r = (*r).min(rank);
                     }
                 }

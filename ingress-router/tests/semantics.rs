@@ -417,3 +417,23 @@ fn tables_are_shareable_across_threads() {
     });
     assert_eq!(handle.join().unwrap().as_deref(), Some("svc-b"));
 }
+
+#[test]
+fn duplicate_router_names_are_rejected() {
+    let err = Table::new(
+        rules(&[
+            ("x", "Host(`a`)", None),
+            ("y", "Host(`b`)", None),
+            ("x", "Host(`c`)", None),
+        ]),
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "router `x`: duplicate router name");
+    let err = FileRoute::new("bad", "Host(`a`) &&", None, ()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("router `bad`: rule `Host(`a`) &&`: column 13"),
+        "{err}"
+    );
+}
