@@ -47,7 +47,7 @@ fn ingress(name: &str, class: &str, host: &str, path: &str) -> Ingress {
         "metadata": {"name": name},
         "spec": {"ingressClassName": class, "rules": [{"host": host, "http": {"paths": [
             {"path": path, "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}
-        ]}}]}
+        ]}}], "tls": [{"hosts": [host], "secretName": format!("{name}-tls")}]}
     }))
     .unwrap()
 }
@@ -320,6 +320,11 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
         route(&watcher, "b.example.com", "/"),
         None,
         "another class's Ingress is not ours"
+    );
+    assert_eq!(
+        rx.borrow().tls_secrets,
+        [(ns.clone(), "app-tls".to_string())].into(),
+        "only our Ingresses' TLS Secrets"
     );
     // A request matched by the table goes to the endpoint it names: the real upstream answers.
     let endpoint = route(&watcher, "a.example.com", "/app/x").unwrap()[0];

@@ -79,6 +79,9 @@ pub struct Published {
     pub routes: usize,
     /// Table warnings (collisions, skipped paths), as text.
     pub warnings: Vec<String>,
+    /// The TLS Secrets (`namespace`, `secretName`) our Ingresses name in `spec.tls`: what a proxy
+    /// must load certificates from (e.g. one [`crate::SecretStore`] per namespace).
+    pub tls_secrets: std::collections::BTreeSet<(String, String)>,
 }
 
 /// A running watcher. Dropping it stops the watches.
@@ -294,6 +297,18 @@ impl State {
                 self.published.table_generation += 1;
                 self.published.routes = routes;
                 self.published.ingresses = self.routes.len();
+                self.published.tls_secrets = self
+                    .routes
+                    .keys()
+                    .filter_map(|k| self.ingresses.objects.get(k))
+                    .flat_map(|ing| {
+                        let ns = ing.namespace().unwrap_or_default();
+                        ing.spec
+                            .iter()
+                            .flat_map(|s| s.tls.iter().flatten())
+                            .filter_map(move |t| Some((ns.clone(), t.secret_name.clone()?)))
+                    })
+                    .collect();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "compiling the Ingress route table failed; keeping the previous one")
