@@ -317,18 +317,24 @@ impl State {
         self.table_dirty = false;
     }
 
-    async fn write_statuses(&self, keys: &[Key]) {
+    /// Hands our Ingresses among `keys` to the status writer task (which skips unchanged ones),
+    /// so a burst of status PATCHes never delays route updates.
+    fn queue_statuses(
+        &self,
+        keys: &[Key],
+        writer: &tokio::sync::mpsc::UnboundedSender<Vec<Ingress>>,
+    ) {
         if self.config.status_ips.is_empty() {
             return;
         }
-        for key in keys {
-            let Some(ing) = self.ingresses.objects.get(key) else {
-                continue;
-            };
-            if !self.ours.is_ours(ing) {
-                continue;
-            }
-            status::sync(&self.client, ing, &self.config.status_ips).await;
+        let batch: Vec<Ingress> = keys
+            .iter()
+            .filter_map(|k| self.ingresses.objects.get(k))
+            .filter(|ing| self.ours.is_ours(ing))
+            .cloned()
+            .collect();
+        if !batch.is_empty() {
+            let _ = writer.send(batch);
         }
     }
 }
@@ -392,6 +398,16 @@ async fn run(
         table_dirty: false,
         published: Published::default(),
     };
+    // Status writes run beside the watch loop; the task ends when the loop (and the sender) does.
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Ingress>>();
+    let (status_client, status_ips) = (state.client.clone(), state.config.status_ips.clone());
+    tokio::spawn(async move {
+        while let Some(batch) = status_rx.recv().await {
+            for ing in &batch {
+                status::sync(&status_client, ing, &status_ips).await;
+            }
+        }
+    });
     let mut deadline: Option<Instant> = None;
     let mut status_pending: Vec<Key> = Vec::new();
     loop {
@@ -405,7 +421,7 @@ async fn run(
                             state.compile(&table);
                             tx.send_replace(state.published.clone());
                         }
-                        state.write_statuses(&std::mem::take(&mut status_pending)).await;
+                        state.queue_statuses(&std::mem::take(&mut status_pending), &status_tx);
                     }
                     continue;
                 }
