@@ -218,7 +218,10 @@ async fn certificates_sorted_by_expiry_with_days_left() {
     assert_eq!(v["available"], true);
     assert_eq!(v["now"], "2030-01-01T00:00:00Z");
     let certs = v["certificates"].as_array().unwrap();
-    let domains: Vec<&str> = certs.iter().map(|c| c["domain"].as_str().unwrap()).collect();
+    let domains: Vec<&str> = certs
+        .iter()
+        .map(|c| c["domain"].as_str().unwrap())
+        .collect();
     assert_eq!(
         domains,
         ["old.example.com", "soon.example.com", "app.example.com"]
@@ -261,10 +264,11 @@ async fn problems_flag_expiry_collisions_and_failed_reloads() {
             .unwrap()
             .contains("soon.example.com")
     );
-    assert!(!problems.iter().any(|p| p["subject"]
-        .as_str()
-        .unwrap()
-        .contains("app.example.com (")));
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p["subject"].as_str().unwrap().contains("app.example.com ("))
+    );
     // `shadow` has the same rule and priority (23 = rule length) as `app` on both entrypoints.
     let collisions: Vec<&Value> = problems
         .iter()

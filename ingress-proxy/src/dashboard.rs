@@ -62,7 +62,10 @@ pub fn response(path: &str) -> Option<Response<ProxyBody>> {
         "content-security-policy",
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     Some(r)
 }

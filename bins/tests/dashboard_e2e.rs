@@ -1,0 +1,486 @@
+//! The admin dashboard in a real browser: `fairway-proxy` with several routes and an
+//! `acme.json` of certificates (one expiring in 5 days), opened in headless Chromium through
+//! `chromedriver` (WebDriver). Checks that routers and certificates appear, that the explain
+//! box answers a typed URL, and that the expiring certificate is flagged; saves a screenshot
+//! to `$CARGO_TARGET_TMPDIR/dashboard/dashboard.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` packages.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use acme_store::{AcmeDocument, StoredCert};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Kills the child process on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange with `Connection: close`; returns (status, body).
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if body.is_some() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    s.write_all(req.as_bytes()).unwrap();
+    // Read until the body is complete (by Content-Length or the last chunk): some servers keep
+    // the connection open despite `Connection: close`.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let body = &raw[split + 4..];
+            let chunked = head.contains("transfer-encoding: chunked");
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let complete = match (chunked, length) {
+                (true, _) => body.ends_with(b"0\r\n\r\n"),
+                (false, Some(n)) => body.len() >= n,
+                (false, None) => false,
+            };
+            if complete {
+                let status: u16 = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap();
+                let body = if chunked {
+                    dechunk(body)
+                } else {
+                    body.to_vec()
+                };
+                return (status, String::from_utf8_lossy(&body).to_string());
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: no complete response"));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&raw[split + 4..]).to_string(),
+    )
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size_text = String::from_utf8_lossy(&data[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+    out
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, body) = http(port, "GET", path, None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A self-signed certificate for `names` valid until `now + days_left`, as a store entry.
+fn certificate(names: &[&str], days_left: i64) -> StoredCert {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_after = now + time::Duration::days(days_left) + time::Duration::hours(1);
+    params.not_before = params.not_after - time::Duration::days(90);
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, names[0]);
+    params.distinguished_name = dn;
+    let cert = params.self_signed(&key).unwrap();
+    let sans: Vec<String> = names[1..].iter().map(|s| s.to_string()).collect();
+    StoredCert::from_pem(names[0], &sans, &cert.pem(), &key.serialize_pem())
+}
+
+fn write_fixture(dir: &Path) -> PathBuf {
+    let mut doc = AcmeDocument::default();
+    let le = doc.resolvers.entry("le".into()).or_default();
+    le.certificates
+        .push(certificate(&["app.example.com", "www.example.com"], 62));
+    le.certificates.push(certificate(&["soon.example.com"], 5));
+    le.certificates.push(certificate(&["api.example.com"], 80));
+    let store = dir.join("acme.json");
+    std::fs::write(&store, doc.to_json().unwrap()).unwrap();
+    // The store refuses key files others could read.
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.join("fairway.toml");
+    std::fs::write(
+        &config,
+        r#"
+[entrypoints.web]
+address = "127.0.0.1:0"
+redirect_to = "websecure"
+[entrypoints.websecure]
+address = "127.0.0.1:0"
+tls = { alpn = ["h2", "http/1.1"] }
+
+[routers.app]
+rule = "Host(`app.example.com`) || Host(`www.example.com`)"
+service = "app"
+tls = { cert_resolver = "le" }
+[routers.api]
+rule = "Host(`api.example.com`) && PathPrefix(`/v1`)"
+service = "api"
+entrypoints = ["websecure"]
+tls = { cert_resolver = "le" }
+[routers.soon]
+rule = "Host(`soon.example.com`)"
+service = "app"
+entrypoints = ["websecure"]
+
+[services.app]
+load_balancer = "round_robin"
+[[services.app.endpoints]]
+url = "http://127.0.0.1:9"
+[services.api]
+respond = { body = "api" }
+
+[tls]
+store = "acme.json"
+
+[admin]
+address = "127.0.0.1:0"
+"#,
+    )
+    .unwrap();
+    config
+}
+
+/// Starts `fairway-proxy` and returns it with its admin port (from the printed URLs).
+fn start_proxy(config: &Path) -> (Proc, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fairway-proxy"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn fairway-proxy");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let line = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if line.contains("/metrics") {
+            let url = &line[line.find("http://").unwrap() + 7..];
+            let port = url.split('/').next().unwrap().rsplit(':').next().unwrap();
+            return (proc, port.parse().unwrap());
+        }
+    }
+    panic!("fairway-proxy printed no admin URL");
+}
+
+/// A minimal W3C WebDriver session against `chromedriver`.
+struct Browser {
+    port: u16,
+    session: String,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        for (bin, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(bin).exists(),
+                "{bin} is missing: install the Debian `{package}` package"
+            );
+        }
+        let port = free_port();
+        let driver = Proc(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn chromedriver"),
+        );
+        wait_for("chromedriver", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let (_, body) = http(port, "GET", "/status", None);
+            let v: Value = serde_json::from_str(&body).ok()?;
+            (v["value"]["ready"] == true).then_some(())
+        });
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1400,1500",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ]
+                }
+            }}
+        });
+        let (status, body) = http(port, "POST", "/session", Some(&caps));
+        assert_eq!(status, 200, "new session: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
+        Browser {
+            port,
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let full = format!("/session/{}{path}", self.session);
+        let (status, text) = http(self.port, method, &full, body.as_ref());
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        v["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("find {css}: {v}"))
+            .to_owned()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+    }
+}
+
+#[test]
+fn dashboard_shows_routes_certificates_explain_and_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_fixture(dir.path());
+    let (_proxy, admin) = start_proxy(&config);
+
+    // The API first: the certificates are loaded from the store.
+    let certs = wait_for("certificates in the API", Duration::from_secs(20), || {
+        let v = get_json(admin, "/api/v1/certificates");
+        (v["certificates"].as_array()?.len() == 3).then_some(v)
+    });
+    assert_eq!(certs["certificates"][0]["domain"], "soon.example.com");
+    assert_eq!(certs["certificates"][0]["status"], "expiring");
+    let (_, all) = http(admin, "GET", "/api/v1/certificates", None);
+    assert!(!all.contains("PRIVATE KEY"));
+    // The unversioned alias still answers.
+    let routes = get_json(admin, "/api/routes");
+    assert_eq!(routes["routers"].as_array().unwrap().len(), 3);
+
+    let browser = Browser::start();
+    browser.goto(&format!("http://127.0.0.1:{admin}/"));
+    wait_for("the page to load its data", Duration::from_secs(20), || {
+        (browser.script("return document.body.dataset.loaded || ''") == "true").then_some(())
+    });
+
+    // Problems come first on the page, and flag the expiring certificate.
+    let first_section = browser.script(
+        "return Array.from(document.querySelectorAll('main > section')).find(s => !s.hidden).id",
+    );
+    assert_eq!(first_section, "problems");
+    let problems = browser.text("#problem-list");
+    assert!(
+        problems.contains("soon.example.com") && problems.contains("expires in 5 days"),
+        "{problems}"
+    );
+    let kinds = browser.script(
+        "return Array.from(document.querySelectorAll('#problem-list li')).map(l => l.dataset.kind)",
+    );
+    assert!(
+        kinds
+            .as_array()
+            .unwrap()
+            .contains(&json!("certificate_expiring")),
+        "{kinds}"
+    );
+
+    // Routers.
+    let routers = browser.text("#routes tbody");
+    for name in ["app", "api", "soon"] {
+        assert!(
+            routers.contains(name),
+            "router {name} missing from: {routers}"
+        );
+    }
+    assert!(routers.contains("Host(`api.example.com`) && PathPrefix(`/v1`)"));
+
+    // Certificates, with the expiring one marked.
+    let certs = browser.text("#certificates tbody");
+    for d in [
+        "app.example.com",
+        "www.example.com",
+        "api.example.com",
+        "soon.example.com",
+    ] {
+        assert!(certs.contains(d), "{d} missing from: {certs}");
+    }
+    assert!(certs.contains("5 days"), "{certs}");
+    let soon_class = browser.script(
+        "return document.querySelector('#certificates tr[data-domain=\"soon.example.com\"]').className",
+    );
+    assert_eq!(soon_class, "expiring");
+    let bar_class = browser.script(
+        "return document.querySelector('#certificates tr[data-domain=\"soon.example.com\"] .fill').className",
+    );
+    assert!(
+        bar_class.as_str().unwrap().contains("critical"),
+        "{bar_class}"
+    );
+
+    // Services.
+    let services = browser.text("#services tbody");
+    assert!(services.contains("http://127.0.0.1:9") && services.contains("round_robin"));
+
+    // The explain box: type a URL, read the answer.
+    browser.type_into("#explain-url", "https://api.example.com/v1/users?page=2");
+    browser.click("#explain-go");
+    let answer = wait_for("the explain answer", Duration::from_secs(10), || {
+        let t = browser.text("#explain-result");
+        t.contains("router api").then_some(t)
+    });
+    assert!(answer.contains("websecure"), "{answer}");
+    assert!(answer.contains("service api"), "{answer}");
+    // On `web` the api router is not attached: nothing matches there.
+    assert!(answer.contains("no route matches"), "{answer}");
+
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out).unwrap();
+    let shot = out.join("dashboard.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+}
