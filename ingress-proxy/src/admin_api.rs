@@ -412,7 +412,7 @@ fn cert_status(seconds_left: i64) -> &'static str {
     }
 }
 
-fn certificates_doc(snapshot: Option<&Snapshot>, now: SystemTime) -> Value {
+pub(crate) fn certificates_doc(snapshot: Option<&Snapshot>, now: SystemTime) -> Value {
     let Some(snap) = snapshot else {
         return json!({
             "api_version": API_VERSION,
@@ -605,10 +605,11 @@ fn rule_collisions(rt: &Runtime) -> Vec<Value> {
     out
 }
 
-fn problems_doc(shared: &Shared, rt: &Runtime, now: SystemTime) -> Value {
-    let state = &shared.dashboard;
+/// Expired, expiring (within [`EXPIRY_WARNING_DAYS`]) and undecodable certificates, most
+/// urgent first.
+pub(crate) fn certificate_problems(snapshot: Option<&Snapshot>, now: SystemTime) -> Vec<Value> {
     let mut problems = Vec::new();
-    if let Some(snap) = state.certificates.load_full() {
+    if let Some(snap) = snapshot {
         let mut certs: Vec<_> = snap
             .entries()
             .iter()
@@ -646,6 +647,12 @@ fn problems_doc(shared: &Shared, rt: &Runtime, now: SystemTime) -> Value {
             ));
         }
     }
+    problems
+}
+
+fn problems_doc(shared: &Shared, rt: &Runtime, now: SystemTime) -> Value {
+    let state = &shared.dashboard;
+    let mut problems = certificate_problems(state.certificates.load_full().as_deref(), now);
     let now_ms = now_ms();
     for (name, svc) in &rt.services {
         if let ServiceKind::Upstream(u) = &svc.kind {

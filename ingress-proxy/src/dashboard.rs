@@ -6,7 +6,10 @@
 //! (`/api/v1/...`, see `ADMIN_API.md`) and shows only the sections the serving binary lists in
 //! `/api/v1`, so every Fairway binary can serve the same page for its own part.
 
+use std::time::SystemTime;
+
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use serde_json::Value;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::ProxyBody;
@@ -72,6 +75,29 @@ pub fn response(path: &str) -> Option<Response<ProxyBody>> {
 
 pub(crate) fn serve(path: &str) -> Option<Response<ProxyBody>> {
     response(path)
+}
+
+/// Certificates expiring within this many days are problems.
+pub const EXPIRY_WARNING_DAYS: i64 = crate::admin_api::EXPIRY_WARNING_DAYS;
+
+/// The `/api/v1/certificates` document for a store snapshot (`None`: no store attached), as
+/// of `now`: public facts only, soonest expiry first. Other binaries (the ACME controller) add
+/// their renewal facts to it.
+pub fn certificates_json(snapshot: Option<&acme_store::Snapshot>, now: SystemTime) -> Value {
+    crate::admin_api::certificates_doc(snapshot, now)
+}
+
+/// The certificate part of `/api/v1/problems`: expired, expiring and undecodable entries.
+pub fn certificate_problems(
+    snapshot: Option<&acme_store::Snapshot>,
+    now: SystemTime,
+) -> Vec<Value> {
+    crate::admin_api::certificate_problems(snapshot, now)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, the API's time format.
+pub fn rfc3339(t: SystemTime) -> String {
+    crate::admin_api::rfc3339(t)
 }
 
 #[cfg(test)]

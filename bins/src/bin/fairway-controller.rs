@@ -86,6 +86,7 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
     let resolvers = config.resolvers().map_err(|e| e.to_string())?;
     let store = FileStore::open(&config.store, FileStoreOptions::default())
         .map_err(|e| format!("{}: {e}", config.store.display()))?;
+    let snapshots = acme_store::CertStore::subscribe(&store);
     let elector = Arc::new(
         FileLockElector::spawn(&config.lock_file, config.leader_retry())
             .map_err(|e| e.to_string())?,
@@ -144,7 +145,13 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("acme.admin_address {addr}: {e}"))?;
-        tokio::spawn(acme_issuer::metrics::serve(listener, issuer.status()));
+        // /metrics, /healthz, and the dashboard's certificates + ACME leadership.
+        tokio::spawn(bins::dashboard::controller::serve(
+            listener,
+            issuer.status(),
+            snapshots,
+            config.options().renewal,
+        ));
     }
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

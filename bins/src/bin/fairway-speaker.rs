@@ -161,15 +161,26 @@ async fn serve_admin(
     listener: tokio::net::TcpListener,
     status: watch::Receiver<Arc<SpeakerStatus>>,
 ) {
+    let history = bins::dashboard::speaker::VipHistory::track(status.clone());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let status = status.clone();
+        let history = history.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let snapshot = status.borrow().clone();
-                async move { Ok::<_, Infallible>(respond(req.uri().path(), &snapshot)) }
+                let path = req.uri().path();
+                // The dashboard page and /api/v1 (VIPs, per-node state, failovers).
+                let resp = bins::dashboard::speaker::answer(
+                    path,
+                    &snapshot,
+                    &history,
+                    SystemTime::now(),
+                )
+                .unwrap_or_else(|| respond(path, &snapshot));
+                async move { Ok::<_, Infallible>(resp) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -131,11 +131,25 @@ function daysBar(c) {
 function when(v) {
   if (v === null || v === undefined) return "–";
   if (typeof v === "string") return v;
+  if (v.earliest && v.latest) return v.earliest === v.latest ? v.earliest : "between " + v.earliest + " and " + v.latest;
   const parts = [];
   if (v.outcome) parts.push(v.outcome);
+  if (v.consecutive_failures) parts.push(v.consecutive_failures + " failures in a row");
   if (v.at) parts.push(v.at);
   if (v.error) parts.push(v.error);
   return parts.join(" · ");
+}
+
+function renderAcme(doc) {
+  document.getElementById("acme-leadership").textContent = doc.is_leader
+    ? "This replica is the ACME leader (epoch " + doc.epoch + ") and issues certificates."
+    : "This replica is a standby; another replica holds the ACME lock.";
+  const orders = Object.entries(doc.orders || {}).map(([k, n]) => k + ": " + n).join(", ");
+  document.getElementById("acme-orders").textContent =
+    doc.managed_certificates + " managed certificates; orders since start: " + (orders || "none");
+  const err = document.getElementById("acme-error");
+  err.hidden = !doc.last_error;
+  err.textContent = doc.last_error ? "last error: " + doc.last_error : "";
 }
 
 function renderCertificates(doc) {
@@ -165,7 +179,7 @@ function renderVips(doc) {
       el("td", { class: "rule", text: v.address }),
       el("td", { text: v.owner || "none" }),
       el("td", {}, ...nodes),
-      el("td", { text: f ? f.at : "–" }),
+      el("td", { text: f ? f.from + " → " + f.to + " at " + f.at : "–" }),
       el("td", { text: f && f.duration_ms !== null ? f.duration_ms + " ms" : "–" })));
   }
 }
@@ -207,6 +221,7 @@ const renderers = {
   services: ["/services", renderServices],
   certificates: ["/certificates", renderCertificates],
   vips: ["/vips", renderVips],
+  acme: ["/acme", renderAcme],
 };
 
 async function refresh() {
