@@ -200,8 +200,10 @@ one_trial() {
     done
     ip -n "${P}cl" neigh flush dev eth0
     for k in 1 2 3; do start_daemon "$P" "$setup" "$k" "$WORK"; done
-    owner=$(wait_owner "$P" 15) || { echo "nan"; stop_all; return; }
-    sleep 0.5
+    wait_owner "$P" 15 >/dev/null || { echo "nan"; stop_all; return; }
+    # Let start-up elections settle (VRRP preemption, fairway's startup hold), then look again.
+    sleep 1
+    owner=$(wait_owner "$P" 5) || { echo "nan"; stop_all; return; }
     ip netns exec "${P}cl" ping -D -n -i 0.01 -W 0.5 "$VIP" >"$WORK/ping.log" 2>/dev/null &
     PING_PID=$!
     echo "$PING_PID" >>"$WORK/all.pids"

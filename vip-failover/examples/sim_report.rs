@@ -2,7 +2,7 @@
 //! startup convergence, heartbeat messages per second, and failover after a node crash and after
 //! a graceful stop. Deterministic for a given seed.
 //!
-//! Run: `cargo run --release -p vip-failover --example sim_report [nodes] [vips] [seed]`
+//! Run: `cargo run --release -p vip-failover --example sim_report [nodes] [vips] [seed] [quorum]`
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ fn main() -> Result<(), vip_failover::Error> {
     let nodes = args.next().filter(|&n| n > 0).unwrap_or(100) as usize;
     let vips = args.next().filter(|&n| n > 0).unwrap_or(1000) as usize;
     let seed = args.next().unwrap_or(1);
-    let quorum = false;
+    let quorum = std::env::args().any(|a| a == "quorum");
     let config = SimConfig {
         cluster: ClusterConfig {
             nodes: (0..nodes)
@@ -52,10 +52,13 @@ fn main() -> Result<(), vip_failover::Error> {
     let (sent0, t0) = (sim.stats().sent, sim.now());
     sim.run_for(Duration::from_secs(4));
     let rate = (sim.stats().sent - sent0) as f64 / (sim.now() - t0).as_secs_f64();
-    println!("{nodes} nodes × {vips} VIPs, default profile (100 ms × 3), 1% loss, seed {seed}");
+    let mode = if quorum { "quorum mode" } else { "no quorum" };
+    println!(
+        "{nodes} nodes × {vips} VIPs, default profile (100 ms × 3), {mode}, 1% loss, seed {seed}"
+    );
     println!("  startup convergence:       {converged}");
     println!(
-        "  heartbeat messages/s:      {rate:.0} steady state ({:.1} per node per second)",
+        "  heartbeat messages/s:      {rate:.0} steady state steady state ({:.1} per node per second)",
         rate / nodes as f64
     );
 

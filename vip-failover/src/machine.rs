@@ -243,6 +243,7 @@ pub struct Machine {
     send_now: bool,
     releasing: Vec<VipIndex>,
     probe_next: bool,
+    recheck_intents: bool,
     stats: MachineStats,
 }
 
@@ -283,6 +284,7 @@ impl Machine {
             send_now: true,
             releasing: Vec::new(),
             probe_next: false,
+            recheck_intents: false,
             stats: MachineStats::default(),
             cluster,
         };
@@ -556,7 +558,7 @@ impl Machine {
         }
         if self.intents_pending > 0 {
             // An acknowledgement may complete one of our intents.
-            self.dirty = true;
+            self.recheck_intents = true;
         }
         let new_intents: Vec<VipIndex> = if b.leaving {
             Vec::new()
@@ -770,14 +772,18 @@ impl Machine {
             }
         }
         let heartbeat_due = now >= self.next_heartbeat;
+        let recheck = std::mem::take(&mut self.recheck_intents);
         if self.dirty || (heartbeat_due && self.cluster.preempt_delay().is_some()) {
             self.dirty = false;
             for v in 0..self.vips.len() {
                 self.evaluate(v as VipIndex, now);
             }
-        } else if self.pending_takeovers > 0 {
+        } else if self.pending_takeovers > 0 || recheck {
             for v in 0..self.vips.len() {
-                if self.vips[v].takeover_at.is_some_and(|at| at <= now) {
+                let state = &self.vips[v];
+                if state.takeover_at.is_some_and(|at| at <= now)
+                    || (recheck && state.intent_seq.is_some())
+                {
                     self.evaluate(v as VipIndex, now);
                 }
             }
