@@ -186,26 +186,41 @@ rss_kb() { # $1 = name
     awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"
 }
 
-declare -A H1_RPS H1_P50 H1_P99 H2_RPS H2_P50 H2_P99 IDLE_RSS PER_CONN
+# CPU seconds (user + system) the proxy used so far, from /proc/PID/stat.
+HZ=$(getconf CLK_TCK)
+cpu_s() { # $1 = name
+    local pid=${PID[$1]}
+    if [ "$1" = nginx ]; then pid=$(pgrep -P "$pid" | head -1); fi
+    awk -v hz="$HZ" '{ sub(/.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
+per_cpu() { awk -v r="$1" -v d="$DURATION" -v c="$2" 'BEGIN { if (c <= 0) print "-"; else printf "%.0f", r * d / c }'; }
+
+declare -A H1_RPS H1_P50 H1_P99 H2_RPS H2_P50 H2_P99 IDLE_RSS PER_CONN H1_CPU H2_CPU
 for p in "${PROXIES[@]}"; do
     echo "== $p" >&2
     start_proxy "$p"
     IDLE_RSS[$p]=$(rss_kb "$p")
     url="http://127.0.0.1:${H1PORT[$p]}/"
     "${CLIENT_CPU[@]}" wrk -t1 -c"$WRK_CONNS" -d2s "$url" >/dev/null
+    c0=$(cpu_s "$p")
     out=$("${CLIENT_CPU[@]}" wrk -t1 -c"$WRK_CONNS" -d"${DURATION}s" --latency "$url")
+    c1=$(cpu_s "$p")
     errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ { print }')
     [ -n "$errors" ] && echo "  wrk: $errors" >&2
     H1_RPS[$p]=$(echo "$out" | awk '/^Requests\/sec/ { printf "%.0f", $2 }')
     H1_P50[$p]=$(to_ms "$(echo "$out" | awk '$1=="50%" { print $2 }')")
     H1_P99[$p]=$(to_ms "$(echo "$out" | awk '$1=="99%" { print $2 }')")
+    H1_CPU[$p]=$(per_cpu "${H1_RPS[$p]}" "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')")
 
     turl="https://127.0.0.1:${TLSPORT[$p]}/"
     "${CLIENT_CPU[@]}" h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D2 "$turl" >/dev/null 2>&1 || true
+    c0=$(cpu_s "$p")
     out=$("${CLIENT_CPU[@]}" h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" \
         --log-file="$WORK/h2-$p.log" "$turl" 2>&1)
+    c1=$(cpu_s "$p")
     echo "$out" | grep -q "h2" || echo "  h2load: no h2 negotiated?" >&2
     H2_RPS[$p]=$(echo "$out" | awk '/^finished in/ { gsub(",",""); printf "%.0f", $4 }')
+    H2_CPU[$p]=$(per_cpu "${H2_RPS[$p]}" "$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')")
     sort -n -k3 "$WORK/h2-$p.log" | awk -F'\t' '
         { d[NR] = $3 }
         END {
@@ -261,15 +276,18 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 
 echo
-echo "proxy-vs-haproxy: $(nproc) CPUs, proxy pinned to CPU 0, ${DURATION}s per run, $(date -u +%Y-%m-%dT%H:%MZ)"
-printf "%-9s | %10s %8s %8s | %10s %8s %8s | %9s | %12s\n" \
-    proxy "h1 req/s" "p50 ms" "p99 ms" "h2 req/s" "p50 ms" "p99 ms" "idle RSS" "KB/idle TLS"
-printf -- "----------+------------------------------+------------------------------+-----------+-------------\n"
+echo "proxy-vs-haproxy: $(nproc) CPUs, proxy pinned to CPU 0, ${DURATION}s per run, load average $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "req/s = seen by the client; req/CPU-s = requests per second of proxy CPU time (user+sys)"
+printf "%-8s | %8s %9s %6s %7s | %8s %9s %6s %7s | %8s | %6s\n" \
+    proxy "h1 req/s" "req/CPU-s" "p50ms" "p99ms" "h2 req/s" "req/CPU-s" "p50ms" "p99ms" "idle RSS" "KB/TLS"
+printf -- "---------+-------------------------------------+-------------------------------------+----------+-------\n"
 for p in "${PROXIES[@]}"; do
-    printf "%-9s | %10s %8s %8s | %10s %8s %8s | %6s MB | %12s\n" "$p" \
-        "${H1_RPS[$p]}" "${H1_P50[$p]}" "${H1_P99[$p]}" "${H2_RPS[$p]}" "${H2_P50[$p]}" "${H2_P99[$p]}" \
+    printf "%-8s | %8s %9s %6s %7s | %8s %9s %6s %7s | %5s MB | %6s\n" "$p" \
+        "${H1_RPS[$p]}" "${H1_CPU[$p]}" "${H1_P50[$p]}" "${H1_P99[$p]}" \
+        "${H2_RPS[$p]}" "${H2_CPU[$p]}" "${H2_P50[$p]}" "${H2_P99[$p]}" \
         "$(awk -v k="${IDLE_RSS[$p]}" 'BEGIN { printf "%.1f", k/1024 }')" "${PER_CONN[$p]}"
 done
 echo
-echo "fairway vs haproxy: h1 req/s $(ratio "${H1_RPS[fairway]}" "${H1_RPS[haproxy]}"), h1 p99 $(ratio "${H1_P99[fairway]}" "${H1_P99[haproxy]}"), h2 req/s $(ratio "${H2_RPS[fairway]}" "${H2_RPS[haproxy]}")"
-echo "fairway vs nginx:   h1 req/s $(ratio "${H1_RPS[fairway]}" "${H1_RPS[nginx]}"), h1 p99 $(ratio "${H1_P99[fairway]}" "${H1_P99[nginx]}"), h2 req/s $(ratio "${H2_RPS[fairway]}" "${H2_RPS[nginx]}")"
+for peer in haproxy nginx; do
+    echo "fairway vs $peer: h1 req/s $(ratio "${H1_RPS[fairway]}" "${H1_RPS[$peer]}"), h1 req/CPU-s $(ratio "${H1_CPU[fairway]}" "${H1_CPU[$peer]}"), h1 p99 $(ratio "${H1_P99[fairway]}" "${H1_P99[$peer]}"); h2 req/s $(ratio "${H2_RPS[fairway]}" "${H2_RPS[$peer]}"), h2 req/CPU-s $(ratio "${H2_CPU[fairway]}" "${H2_CPU[$peer]}"), h2 p99 $(ratio "${H2_P99[fairway]}" "${H2_P99[$peer]}")"
+done

@@ -62,9 +62,12 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             "method not allowed\n",
         );
     }
-    if let Some(resp) =
-        crate::admin_api::answer(shared, req.uri(), req.headers(), std::time::SystemTime::now())
-    {
+    if let Some(resp) = crate::admin_api::answer(
+        shared,
+        req.uri(),
+        req.headers(),
+        std::time::SystemTime::now(),
+    ) {
         return resp;
     }
     match req.uri().path() {

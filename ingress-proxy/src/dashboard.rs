@@ -9,8 +9,8 @@
 use std::time::SystemTime;
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use serde_json::Value;
 use http::{HeaderValue, Response, StatusCode};
+use serde_json::Value;
 
 use crate::body::ProxyBody;
 

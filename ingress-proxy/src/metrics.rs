@@ -188,7 +188,10 @@ impl Metrics {
     /// Requests and 5xx responses of one route so far (for the admin dashboard).
     pub(crate) fn route_totals(&self, router: &str, service: &str) -> (u64, u64) {
         let m = self.route(router, service);
-        (m.by_class.iter().map(|c| c.get()).sum(), m.by_class[4].get())
+        (
+            m.by_class.iter().map(|c| c.get()).sum(),
+            m.by_class[4].get(),
+        )
     }
 
     pub(crate) fn service(&self, service: &str) -> ServiceMetrics {

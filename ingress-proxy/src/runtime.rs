@@ -122,6 +122,10 @@ fn build_service(
         idle_timeout: cfg.timeouts.idle,
         h2c: cfg.h2c,
     });
+    if cfg.health_check.is_none() {
+        // An endpoint kept from a snapshot that had active checks must not stay marked down.
+        endpoints.iter().for_each(|ep| ep.set_active_down(false));
+    }
     let health_task = match (&cfg.health_check, tokio::runtime::Handle::try_current()) {
         (Some(hc), Ok(handle)) => {
             let task = handle.spawn(crate::upstream::health::run_active_checks(
