@@ -194,6 +194,7 @@ fn print_urls(proxy: &Proxy, file: &bins::config::ConfigFile) {
         println!("  entrypoint {name:<12} {scheme}://{host}:{}/", addr.port());
     }
     if let Some(admin) = proxy.admin_addr() {
+        println!("  dashboard               http://{admin}/");
         println!("  admin                   http://{admin}/metrics");
         println!("                          http://{admin}/api/routes");
         println!("                          http://{admin}/healthz");
