@@ -173,3 +173,50 @@ async fn slowloris_connections_do_not_stop_normal_requests() {
     assert_eq!(status, StatusCode::OK);
     proxy.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_rapid_reset_is_cut_off() {
+    let app = upstream("app").await;
+    let proxy = start(&toml(&app.url(), "")).await;
+    let addr = proxy.local_addr("web").unwrap();
+    // h2 with prior knowledge on the plain entrypoint: open a stream and reset it at once,
+    // over and over (CVE-2023-44487).
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut h2, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sent = 0;
+    for _ in 0..1000 {
+        let req = http::Request::get(format!("http://{addr}/sleep/100"))
+            .body(())
+            .unwrap();
+        let ready = match tokio::time::timeout(Duration::from_secs(2), h2.clone().ready()).await {
+            Ok(Ok(r)) => r,
+            _ => break,
+        };
+        h2 = ready;
+        match h2.send_request(req, false) {
+            Ok((_, mut stream)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    // The server ends the connection (GOAWAY) long before 1000 resets.
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    let Ok(Ok(result)) = ended else {
+        panic!("the connection survived {sent} rapid resets")
+    };
+    let err = result.expect_err("the server closed the connection with an error");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    let hits = app.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        hits < 200,
+        "{hits} of {sent} reset streams reached the upstream"
+    );
+    // Everyone else is still served.
+    let (status, up, _) = get(&client(), addr, "a", "/").await;
+    assert_eq!((status, up.as_str()), (StatusCode::OK, "app"));
+    proxy.shutdown(Duration::from_secs(2)).await;
+}
