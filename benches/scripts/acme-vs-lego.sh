@@ -12,14 +12,14 @@
 # Each client gets its own fresh Pebble. Time = start of the client(s) until all 100
 # certificates exist (fairway: in acme.json; lego: 100 .crt files); account registration counts.
 #
-# Usage: benches/scripts/acme-vs-lego.sh     (env: N=100 INFLIGHT=8 LEGO_PARALLEL=$N
+# Usage: benches/scripts/acme-vs-lego.sh     (env: N=100 INFLIGHT=32 LEGO_PARALLEL=$N
 #        FAIRWAY_PROFILE=release|debug FAIRWAY_PEBBLE=... FAIRWAY_PEBBLE_CHALLTESTSRV=...
-#        KEEP=1 keeps the scratch directory with every log)
+#        KEEP=1 keeps the scratch directory with every log, SKIP_LEGO=1 runs fairway only)
 # Needs: pebble, pebble-challtestsrv (Debian pebble), lego, nginx (nginx-light), openssl, curl, bc, cargo.
 set -euo pipefail
 
 N=${N:-100}
-INFLIGHT=${INFLIGHT:-8}
+INFLIGHT=${INFLIGHT:-32}
 LEGO_PARALLEL=${LEGO_PARALLEL:-$N}
 PROFILE=${FAIRWAY_PROFILE:-release}
 TIMEOUT=${TIMEOUT:-300}
@@ -135,6 +135,8 @@ FAIRWAY_S=$(echo "$t1 - $t0" | bc -l)
 stop_all
 
 # --- lego ------------------------------------------------------------------------------------
+LEGO_OK=0; LEGO_S=1
+if [ "${SKIP_LEGO:-0}" != 1 ]; then
 start_pebble lego
 mkdir -p "$WORK/lego/webroot" "$WORK/lego/nginx"
 NGINX_USER=""; [ "$(id -u)" -eq 0 ] && NGINX_USER="user root;"
@@ -173,6 +175,7 @@ t1=$(now)
 LEGO_OK=$(find "$WORK/lego" -path '*/certificates/*.crt' ! -name '*.issuer.crt' | wc -l)
 LEGO_S=$(echo "$t1 - $t0" | bc -l)
 stop_all
+fi
 
 # --- table ------------------------------------------------------------------------------------
 rate() { echo "scale=2; $1 / $2" | bc -l; }
