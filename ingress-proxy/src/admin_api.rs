@@ -177,15 +177,24 @@ impl DashboardState {
         if result.is_ok() {
             self.facts.store(Arc::new(facts));
         }
+        self.log_reload(result.as_ref().err().map(|e| e.to_string()), at);
+    }
+
+    /// Records a configuration rejected before it reached the proxy (unreadable, unparsable).
+    pub(crate) fn record_rejected(&self, error: String, at: SystemTime) {
+        self.log_reload(Some(error), at);
+    }
+
+    fn log_reload(&self, error: Option<String>, at: SystemTime) {
         let mut log = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         log.attempts += 1;
-        if result.is_err() {
+        if error.is_some() {
             log.failures += 1;
         }
         log.last = Some(ReloadOutcome {
-            ok: result.is_ok(),
+            ok: error.is_none(),
             at,
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error,
         });
     }
 
@@ -581,25 +590,32 @@ fn problem(severity: &str, kind: &str, subject: String, message: String) -> Valu
 }
 
 /// Routers attached to the same entrypoint with the same rule and priority: only one of them
-/// (the name that sorts first) can ever serve.
+/// (the name that sorts first, the router's tie-break) can ever serve.
 fn rule_collisions(rt: &Runtime) -> Vec<Value> {
-    let mut seen: BTreeMap<(&str, &str, i64), &str> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut groups: BTreeMap<(&str, &str, i64), Vec<&str>> = BTreeMap::new();
     for r in &rt.routes_doc.routers {
         for ep in &r.entrypoints {
-            match seen.get(&(ep.as_str(), r.rule.as_str(), r.priority)) {
-                Some(winner) => out.push(problem(
-                    "warning",
-                    "route_collision",
-                    format!("router `{}`", r.name),
-                    format!(
-                        "same rule and priority as router `{winner}` on entrypoint `{ep}`; `{winner}` always wins"
-                    ),
-                )),
-                None => {
-                    seen.insert((ep.as_str(), r.rule.as_str(), r.priority), &r.name);
-                }
-            }
+            groups
+                .entry((ep.as_str(), r.rule.as_str(), r.priority))
+                .or_default()
+                .push(&r.name);
+        }
+    }
+    let mut out = Vec::new();
+    for ((ep, _, _), mut names) in groups {
+        names.sort_unstable();
+        let Some((winner, losers)) = names.split_first() else {
+            continue;
+        };
+        for loser in losers {
+            out.push(problem(
+                "warning",
+                "route_collision",
+                format!("router `{loser}`"),
+                format!(
+                    "same rule and priority as router `{winner}` on entrypoint `{ep}`; `{winner}` always wins"
+                ),
+            ));
         }
     }
     out

@@ -301,6 +301,21 @@ async fn problems_flag_expiry_collisions_and_failed_reloads() {
             .iter()
             .any(|p| p["kind"] == "reload_failed")
     );
+    // A file the binary could not even parse is reported the same way.
+    f.shared
+        .dashboard
+        .record_rejected("fairway.toml:1:2: unclosed table".into(), now());
+    let v = get_json(&f, "/api/v1/problems").await;
+    assert!(
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "reload_failed"
+                && p["message"].as_str().unwrap().contains("unclosed table"))
+    );
+    assert_eq!(v["reloads"]["attempts"], 3);
+    assert_eq!(v["reloads"]["failures"], 2);
 }
 
 #[tokio::test]

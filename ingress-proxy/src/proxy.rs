@@ -264,6 +264,16 @@ impl Proxy {
         result
     }
 
+    /// Records a configuration the caller rejected before [`Proxy::reload`] (unreadable or
+    /// unparsable file): counted as a rejected reload in the metrics and shown among the admin
+    /// dashboard's problems until the next accepted reload.
+    pub fn report_rejected_config(&self, error: &dyn std::fmt::Display) {
+        self.shared.metrics.record_reload(false);
+        self.shared
+            .dashboard
+            .record_rejected(error.to_string(), std::time::SystemTime::now());
+    }
+
     fn try_reload(&self, config: ProxyConfig) -> Result<(), ProxyError> {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         config.validate()?;

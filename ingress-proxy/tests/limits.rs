@@ -209,7 +209,11 @@ async fn h2_rapid_reset_is_cut_off() {
         panic!("the connection survived {sent} rapid resets")
     };
     let err = result.expect_err("the server closed the connection with an error");
-    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err}");
+    // Either the GOAWAY is read, or the client's next write hits the closed socket first.
+    assert!(
+        err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || err.is_io(),
+        "unexpected end of the connection: {err}"
+    );
     let hits = app.hits.load(std::sync::atomic::Ordering::Relaxed);
     assert!(
         hits < 200,
