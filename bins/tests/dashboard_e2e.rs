@@ -6,6 +6,7 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
@@ -33,11 +34,15 @@ impl Drop for Proc {
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns (status, body).
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    request(port, &format!("127.0.0.1:{port}"), method, path, body)
+}
+
+fn request(port: u16, host: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: application/json\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
     );
     if body.is_some() || method == "POST" {
         req.push_str(&format!(
@@ -133,6 +138,15 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+fn proxy_signal(proxy: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(proxy.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -158,7 +172,7 @@ fn certificate(names: &[&str], days_left: i64) -> StoredCert {
     StoredCert::from_pem(names[0], &sans, &cert.pem(), &key.serialize_pem())
 }
 
-fn write_fixture(dir: &Path) -> PathBuf {
+fn write_fixture(dir: &Path, admin_extra: &str) -> PathBuf {
     let mut doc = AcmeDocument::default();
     let le = doc.resolvers.entry("le".into()).or_default();
     le.certificates
@@ -179,6 +193,8 @@ redirect_to = "websecure"
 [entrypoints.websecure]
 address = "127.0.0.1:0"
 tls = { alpn = ["h2", "http/1.1"] }
+[entrypoints.internal]
+address = "127.0.0.1:0"
 
 [routers.app]
 rule = "Host(`app.example.com`) || Host(`www.example.com`)"
@@ -193,6 +209,14 @@ tls = { cert_resolver = "le" }
 rule = "Host(`soon.example.com`)"
 service = "app"
 entrypoints = ["websecure"]
+[routers.shadow]
+rule = "Host(`soon.example.com`)"
+service = "api"
+entrypoints = ["websecure"]
+[routers.legacy]
+rule = "Host(`legacy.example.com`)"
+service = "legacy"
+entrypoints = ["internal"]
 
 [services.app]
 load_balancer = "round_robin"
@@ -200,23 +224,32 @@ load_balancer = "round_robin"
 url = "http://127.0.0.1:9"
 [services.api]
 respond = { body = "api" }
+[services.legacy]
+passive_health = { max_failures = 2, cooldown = "300s" }
+[[services.legacy.endpoints]]
+url = "http://127.0.0.1:9"
 
 [tls]
 store = "acme.json"
 
 [admin]
 address = "127.0.0.1:0"
-"#,
+"#
+        .to_owned()
+            + admin_extra,
     )
     .unwrap();
     config
 }
 
-/// Starts `fairway-proxy` and returns it with its admin port (from the printed URLs).
-fn start_proxy(config: &Path) -> (Proc, u16) {
+/// Starts `fairway-proxy` and returns it with its admin port and entrypoint ports (from the
+/// printed URLs).
+fn start_proxy(config: &Path) -> (Proc, u16, HashMap<String, u16>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fairway-proxy"))
         .arg("--config")
         .arg(config)
+        .arg("--watch-interval")
+        .arg("200ms")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -229,6 +262,7 @@ fn start_proxy(config: &Path) -> (Proc, u16) {
         }
     });
     let proc = Proc(child);
+    let mut entrypoints = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let line = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -236,10 +270,17 @@ fn start_proxy(config: &Path) -> (Proc, u16) {
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if line.contains("/metrics") {
-            let url = &line[line.find("http://").unwrap() + 7..];
+        let port = |line: &str| -> u16 {
+            let url = &line[line.find("://").unwrap() + 3..];
             let port = url.split('/').next().unwrap().rsplit(':').next().unwrap();
-            return (proc, port.parse().unwrap());
+            port.parse().unwrap()
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"entrypoint") {
+            entrypoints.insert(words[1].to_owned(), port(&line));
+        }
+        if line.contains("/metrics") {
+            return (proc, port(&line), entrypoints);
         }
     }
     panic!("fairway-proxy printed no admin URL");
@@ -383,8 +424,31 @@ impl Drop for Browser {
 #[test]
 fn dashboard_shows_routes_certificates_explain_and_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_fixture(dir.path());
-    let (_proxy, admin) = start_proxy(&config);
+    let config = write_fixture(dir.path(), "");
+    let (proxy, admin, entrypoints) = start_proxy(&config);
+
+    // Two refused connections eject the `legacy` endpoint (max_failures = 2).
+    for _ in 0..2 {
+        let (status, _) = request(
+            entrypoints["internal"],
+            "legacy.example.com",
+            "GET",
+            "/",
+            None,
+        );
+        assert_eq!(status, 502);
+    }
+    // A broken file is rejected (the previous configuration keeps serving) and reported.
+    std::fs::write(&config, "[routers.broken\n").unwrap();
+    proxy_signal(&proxy, "HUP");
+    wait_for("the failed reload", Duration::from_secs(20), || {
+        let v = get_json(admin, "/api/v1/problems");
+        v["problems"]
+            .as_array()?
+            .iter()
+            .any(|p| p["kind"] == "reload_failed")
+            .then_some(())
+    });
 
     // The API first: the certificates are loaded from the store.
     let certs = wait_for("certificates in the API", Duration::from_secs(20), || {
@@ -397,7 +461,7 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     assert!(!all.contains("PRIVATE KEY"));
     // The unversioned alias still answers.
     let routes = get_json(admin, "/api/routes");
-    assert_eq!(routes["routers"].as_array().unwrap().len(), 3);
+    assert_eq!(routes["routers"].as_array().unwrap().len(), 5);
 
     let browser = Browser::start();
     browser.goto(&format!("http://127.0.0.1:{admin}/"));
@@ -418,17 +482,18 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     let kinds = browser.script(
         "return Array.from(document.querySelectorAll('#problem-list li')).map(l => l.dataset.kind)",
     );
-    assert!(
-        kinds
-            .as_array()
-            .unwrap()
-            .contains(&json!("certificate_expiring")),
-        "{kinds}"
-    );
+    for kind in [
+        "certificate_expiring",
+        "endpoint_ejected",
+        "route_collision",
+        "reload_failed",
+    ] {
+        assert!(kinds.as_array().unwrap().contains(&json!(kind)), "{kinds}");
+    }
 
     // Routers.
     let routers = browser.text("#routes tbody");
-    for name in ["app", "api", "soon"] {
+    for name in ["app", "api", "soon", "shadow", "legacy"] {
         assert!(
             routers.contains(name),
             "router {name} missing from: {routers}"
@@ -462,6 +527,10 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     // Services.
     let services = browser.text("#services tbody");
     assert!(services.contains("http://127.0.0.1:9") && services.contains("round_robin"));
+    let legacy_state = browser.script(
+        "return document.querySelector('#services tr[data-service=\"legacy\"] td:nth-child(4)').textContent",
+    );
+    assert_eq!(legacy_state, "ejected");
 
     // The explain box: type a URL, read the answer.
     browser.type_into("#explain-url", "https://api.example.com/v1/users?page=2");
@@ -480,4 +549,48 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     let shot = out.join("dashboard.png");
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn dashboard_asks_for_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "dashboard-e2e-token-0123456789";
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = write_fixture(
+        dir.path(),
+        &format!("token_file = {:?}\n", token_file.display().to_string()),
+    );
+    let (_proxy, admin, _) = start_proxy(&config);
+    // Probes and the page are open; data is not.
+    assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(admin, "GET", "/", None).0, 200);
+    for path in ["/api/v1", "/api/v1/certificates", "/api/routes", "/metrics"] {
+        assert_eq!(http(admin, "GET", path, None).0, 401, "{path}");
+    }
+
+    let browser = Browser::start();
+    browser.goto(&format!("http://127.0.0.1:{admin}/"));
+    wait_for("the token prompt", Duration::from_secs(20), || {
+        (browser.script("return !document.getElementById('token-form').hidden") == true)
+            .then_some(())
+    });
+    assert_eq!(
+        browser.script("return document.body.dataset.loaded || ''"),
+        "",
+        "no data without the token"
+    );
+    browser.type_into("#token-input", token);
+    browser.click("#token-form button");
+    wait_for(
+        "the page to load with the token",
+        Duration::from_secs(20),
+        || (browser.script("return document.body.dataset.loaded || ''") == "true").then_some(()),
+    );
+    assert!(browser.text("#routes tbody").contains("legacy"));
+    assert!(
+        browser
+            .text("#certificates tbody")
+            .contains("soon.example.com")
+    );
 }

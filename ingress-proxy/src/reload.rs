@@ -20,8 +20,10 @@ fn fingerprint(path: &std::path::Path) -> Option<u64> {
 /// `interval`). The task stops when the receiver is dropped.
 pub fn watch_file(path: PathBuf, interval: Duration) -> mpsc::Receiver<()> {
     let (tx, rx) = mpsc::channel(1);
+    // The first fingerprint is taken now, not when the task first runs, so a change made right
+    // after this call returns is seen.
+    let mut last = fingerprint(&path);
     tokio::spawn(async move {
-        let mut last = fingerprint(&path);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;

@@ -132,12 +132,13 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
     if let Some(s) = &store {
         proxy.watch_certificates(s.subscribe());
     }
-    print_urls(&proxy, &file);
-
+    // Signal handlers and the file watcher (with its first fingerprint) are in place before
+    // the URLs are printed: whoever reacts to them may already signal or edit the file.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut changed = ingress_proxy::reload::watch_file(args.config.clone(), args.watch_interval);
+    print_urls(&proxy, &file);
     let mut tls_section = file.tls.clone();
     loop {
         let why = tokio::select! {
@@ -163,10 +164,13 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
                     args.config.display()
                 ),
             },
-            Err(e) => tracing::error!(
-                reason = why,
-                "configuration rejected, still serving the previous one: {e}"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    reason = why,
+                    "configuration rejected, still serving the previous one: {e}"
+                );
+                proxy.report_rejected_config(&e);
+            }
         }
     }
     tracing::info!(deadline = ?args.drain_timeout, "draining");
