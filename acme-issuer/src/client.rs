@@ -5,7 +5,7 @@
 //! orders) must fail an order quickly instead of hanging the issuer, and a rate-limited order must
 //! back off for as long as the CA asked. [`AcmeHttp`] wraps hyper-rustls, bounds every request and
 //! records the `Retry-After` of error responses into a task-local slot that the order flow reads
-//! when it turns a failure into an [`Error`](crate::Error).
+//! when it turns a failure into an [`Error`].
 
 use std::cell::Cell;
 use std::future::Future;
