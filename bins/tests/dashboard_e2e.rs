@@ -288,6 +288,7 @@ fn start_proxy(config: &Path) -> (Proc, u16, HashMap<String, u16>) {
 
 /// A minimal W3C WebDriver session against `chromedriver`.
 struct Browser {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     port: u16,
     session: String,
     _driver: Proc,
@@ -296,6 +297,9 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
+        // One Chromium at a time: the machine is small and the tests run in parallel.
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         for (bin, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             assert!(
                 Path::new(bin).exists(),
@@ -338,6 +342,7 @@ impl Browser {
         let v: Value = serde_json::from_str(&body).unwrap();
         let session = v["value"]["sessionId"].as_str().unwrap().to_owned();
         Browser {
+            _one_at_a_time: guard,
             port,
             session,
             _driver: driver,
@@ -593,4 +598,94 @@ fn dashboard_asks_for_the_admin_token() {
             .text("#certificates tbody")
             .contains("soon.example.com")
     );
+}
+
+#[test]
+fn controller_dashboard_shows_leadership_and_renewal_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path(), "");
+    let admin = free_port();
+    // Nothing listens here: every ACME call fails fast, which the page must show.
+    let closed = free_port();
+    let config = dir.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[tls]
+store = "acme.json"
+
+[acme]
+admin_address = "127.0.0.1:{admin}"
+backoff = {{ initial_secs = 1, cap_secs = 2 }}
+
+[acme.resolvers.le]
+directory = "http://127.0.0.1:{closed}/dir"
+email = "ops@example.com"
+
+[[acme.certificates]]
+resolver = "le"
+main = "app.example.com"
+sans = ["www.example.com"]
+
+[[acme.certificates]]
+resolver = "le"
+main = "soon.example.com"
+"#
+        ),
+    )
+    .unwrap();
+    let _controller = Proc(
+        Command::new(env!("CARGO_BIN_EXE_fairway-controller"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fairway-controller"),
+    );
+    let acme = wait_for("the controller to lead", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        let v = get_json(admin, "/api/v1/acme");
+        (v["is_leader"] == true && !v["last_error"].is_null()).then_some(v)
+    });
+    assert_eq!(acme["managed_certificates"], 2);
+    let index = get_json(admin, "/api/v1");
+    assert_eq!(index["component"], "controller");
+    let certs = get_json(admin, "/api/v1/certificates");
+    let app = certs["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["domain"] == "app.example.com")
+        .unwrap()
+        .clone();
+    assert!(app["next_renewal"]["earliest"].is_string(), "{app}");
+    assert!(app["last_renewal"]["outcome"].is_string(), "{app}");
+    let (_, all) = http(admin, "GET", "/api/v1/certificates", None);
+    assert!(!all.contains("PRIVATE KEY"));
+
+    let browser = Browser::start();
+    browser.goto(&format!("http://127.0.0.1:{admin}/"));
+    wait_for("the page to load its data", Duration::from_secs(20), || {
+        (browser.script("return document.body.dataset.loaded || ''") == "true").then_some(())
+    });
+    assert_eq!(browser.text("#component"), "controller");
+    assert!(browser.text("#acme-leadership").contains("ACME leader"));
+    assert!(browser.text("#acme-error").contains("last error"));
+    // The proxy-only sections are hidden.
+    assert_eq!(
+        browser.script("return document.getElementById('routes').hidden"),
+        true
+    );
+    let problems = browser.text("#problem-list");
+    assert!(problems.contains("soon.example.com"), "{problems}");
+    let app_row = browser.text("#certificates tr[data-domain=\"app.example.com\"]");
+    assert!(app_row.contains("between"), "{app_row}");
+
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out).unwrap();
+    let shot = out.join("controller.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
 }

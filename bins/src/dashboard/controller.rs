@@ -28,7 +28,8 @@ pub fn index() -> Value {
 
 /// `/api/v1/certificates`: the store's certificates, each with `last_renewal`
 /// (`{"outcome": "ok"|"failing", "consecutive_failures": n}`) and `next_renewal`
-/// (`{"earliest", "latest"}`: the jittered window of `policy`) when this controller manages it.
+/// (`{"earliest", "latest", "due"}`: the jittered window of `policy`; `due` once it has passed)
+/// when this controller manages it.
 pub fn certificates(
     status: &IssuerStatus,
     snapshot: Option<&Snapshot>,
@@ -79,9 +80,11 @@ pub fn certificates(
             let next = validity
                 .get(&(resolver, domain))
                 .map(|v| {
+                    let latest = policy.renew_at(*v, None, 0.0);
                     json!({
                         "earliest": rfc3339(policy.renew_at(*v, None, 1.0)),
-                        "latest": rfc3339(policy.renew_at(*v, None, 0.0)),
+                        "latest": rfc3339(latest),
+                        "due": latest <= now,
                     })
                 })
                 .unwrap_or(Value::Null);
@@ -270,6 +273,9 @@ mod tests {
         // Renewal falls inside the certificate's lifetime, earliest first.
         assert!(earliest <= latest, "{earliest} {latest}");
         assert!(latest < a["not_after"].as_str().unwrap());
+        assert_eq!(a["next_renewal"]["due"], false);
+        // 3 days left of 90: past the window, due now.
+        assert_eq!(certs[0]["next_renewal"]["due"], true);
         assert!(earliest > a["not_before"].as_str().unwrap());
     }
 

@@ -131,6 +131,7 @@ function daysBar(c) {
 function when(v) {
   if (v === null || v === undefined) return "–";
   if (typeof v === "string") return v;
+  if (v.due) return "due now (window ended " + v.latest + ")";
   if (v.earliest && v.latest) return v.earliest === v.latest ? v.earliest : "between " + v.earliest + " and " + v.latest;
   const parts = [];
   if (v.outcome) parts.push(v.outcome);
