@@ -10,10 +10,11 @@ export RUST_BACKTRACE=1
 # Toolchains as installed on the project's machines (rustup, Go), in case the caller's PATH lacks them.
 export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
 
-# System packages the tests and benches drive for real: openssl s_client (TLS tests), Pebble (ACME),
-# iproute2/ping/tcpdump (network-namespace VIP tests), and the peers of the side-by-side benches.
-PACKAGES=(openssl ca-certificates pebble iproute2 iputils-ping tcpdump procps nginx-light haproxy wrk
-  nghttp2-client keepalived lego)
+# System packages the tests and benches drive for real: openssl s_client and curl (TLS and binary
+# tests), Pebble (ACME), iproute2/ping/tcpdump (network-namespace VIP and k8s tests), nginx (test
+# upstreams), Chromium + chromedriver (dashboard test), and the peers of the side-by-side benches.
+PACKAGES=(openssl ca-certificates curl util-linux pebble iproute2 iputils-ping tcpdump procps
+  nginx-light haproxy wrk nghttp2-client keepalived lego chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
