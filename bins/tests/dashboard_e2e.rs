@@ -689,3 +689,110 @@ main = "soon.example.com"
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// The speaker's part of the page, rendered from a synthetic status (a real speaker needs
+/// network namespaces; `speaker_netns.rs` covers that): VIP owners, per-node state, the last
+/// failover and its duration, problems first.
+#[test]
+fn speaker_dashboard_shows_vips_nodes_and_failovers() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use bins::dashboard::speaker::{VipHistory, answer};
+    use vip_failover::linux::{AddressMode, IoCounters, SpeakerStatus};
+    use vip_failover::machine::{PeerStatus, VipStatus};
+    use vip_failover::{MachineStats, NodeId, Status};
+
+    let peer = |name: &str, alive: bool| PeerStatus {
+        node: NodeId::new(name),
+        alive,
+        healthy: alive,
+        hears_us: alive,
+        last_heard_ms: alive.then_some(120),
+        rtt_us: alive.then_some(250),
+        received: 10,
+        lost: 0,
+    };
+    let status = |owner: Option<&str>, b_alive: bool| Status {
+        node: NodeId::new("node-a"),
+        healthy: true,
+        quorum: true,
+        vips: vec![
+            VipStatus {
+                addr: "198.51.100.10".parse().unwrap(),
+                owner: owner.map(NodeId::new),
+                local: owner == Some("node-a"),
+            },
+            VipStatus {
+                addr: "2001:db8::10".parse().unwrap(),
+                owner: Some(NodeId::new("node-c")),
+                local: false,
+            },
+        ],
+        peers: vec![peer("node-b", b_alive), peer("node-c", true)],
+        stats: MachineStats::default(),
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_893_456_000);
+    let mut history = VipHistory::default();
+    history.observe(&status(Some("node-b"), true), t0);
+    history.observe(&status(None, false), t0 + Duration::from_millis(900));
+    history.observe(
+        &status(Some("node-a"), false),
+        t0 + Duration::from_millis(2_150),
+    );
+    let history = Arc::new(Mutex::new(history));
+    let now = Arc::new(SpeakerStatus {
+        machine: status(Some("node-a"), false),
+        interface: "eth0".into(),
+        mac: "02:00:00:00:00:0a".into(),
+        address_mode: AddressMode::Kernel,
+        io: IoCounters::default(),
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let admin = listener.local_addr().unwrap().port();
+    rt.spawn(bins::dashboard::serve(listener, move |path| {
+        answer(path, &now, &history, SystemTime::now())
+            .unwrap_or_else(|| bins::dashboard::error(hyper::StatusCode::NOT_FOUND, "not found"))
+    }));
+
+    let vips = get_json(admin, "/api/v1/vips");
+    assert_eq!(vips["vips"][0]["last_failover"]["duration_ms"], 2_150);
+
+    let browser = Browser::start();
+    browser.goto(&format!("http://127.0.0.1:{admin}/"));
+    wait_for("the page to load its data", Duration::from_secs(20), || {
+        (browser.script("return document.body.dataset.loaded || ''") == "true").then_some(())
+    });
+    assert_eq!(browser.text("#component"), "speaker");
+    let problems = browser.text("#problem-list");
+    assert!(problems.contains("node-b"), "{problems}");
+    let row = browser.text("#vips tr[data-vip=\"198.51.100.10\"]");
+    for want in [
+        "node-a: owner",
+        "node-b: down",
+        "node-c: standby",
+        "node-b → node-a",
+        "2150 ms",
+    ] {
+        assert!(row.contains(want), "{want} missing from: {row}");
+    }
+    assert_eq!(
+        browser.script("return document.getElementById('certificates').hidden"),
+        true
+    );
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out).unwrap();
+    let shot = out.join("speaker.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+    drop(browser);
+    rt.shutdown_background();
+}
