@@ -263,6 +263,16 @@ pub(crate) fn answer(
     if let Some(resp) = crate::dashboard::serve(path) {
         return Some(resp);
     }
+    // Unversioned aliases named in the issue; `/api/routes` keeps its own (older) shape and is
+    // served by the admin listener itself.
+    let path = match path {
+        "/api/services" => "/api/v1/services",
+        "/api/certificates" => "/api/v1/certificates",
+        "/api/vips" => "/api/v1/vips",
+        "/api/explain" => "/api/v1/explain",
+        "/api/problems" => "/api/v1/problems",
+        p => p,
+    };
     let rt = shared.runtime.load();
     let doc = match path {
         "/api/v1" | "/api/v1/" => index_doc(),

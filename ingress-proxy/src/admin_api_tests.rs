@@ -368,6 +368,11 @@ async fn vips_are_not_the_proxys_part() {
     assert_eq!(v["vips"], serde_json::json!([]));
     let (status, _) = get(&f, "/api/v1/nope", &HeaderMap::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Unversioned aliases answer like v1.
+    let alias = get_json(&f, "/api/certificates").await;
+    assert_eq!(alias, get_json(&f, "/api/v1/certificates").await);
+    let alias = get_json(&f, "/api/explain?url=app.example.com").await;
+    assert_eq!(alias["results"][0]["matched"]["router"], "app");
     // Paths the admin listener serves itself fall through.
     let uri: Uri = "/api/routes".parse().unwrap();
     assert!(answer(&f.shared, &uri, &HeaderMap::new(), now()).is_none());
