@@ -11,13 +11,14 @@
 #             the interface and the owner's kernel would keep answering: no outage to measure)
 #   linkcut   the owner's bridge port goes down
 #   graceful  SIGTERM of the owner's daemon (VRRP priority-0 advert / fairway release)
-# Then a soak: fairway (default profile) and keepalived (advert 0.1) run side by side for
+# Then a soak: fairway (default and safe profiles) and keepalived (advert 0.1) run side by side for
 # SOAK_SECS under CPU stress (STRESS_PER_CPU busy loops per core, default 2); every ownership
 # change is a false failover.
 #
 # Usage (as root): benches/scripts/vip-failover.sh
 #   TRIALS=10 SOAK_SECS=600 FAIRWAY_SPEAKER=/path/to/fairway-speaker SETUPS="ka1 ka01 fw fwsafe"
-#   CASES="hardkill linkcut graceful"
+#   CASES="hardkill linkcut graceful" KEEP_LOGS=/some/dir (daemon logs survive the run)
+#   SETUPS="" skips the failover trials (soak only)
 set -euo pipefail
 
 TRIALS=${TRIALS:-10}
@@ -58,9 +59,13 @@ cleanup() {
     # Daemons started in trial subshells, and keepalived's VRRP children (by recorded pid).
     # shellcheck disable=SC2046
     kill -KILL $(cat "$WORK"/all.pids "$WORK"/*.pid 2>/dev/null) 2>/dev/null
-    for pfx in "$P" "${P}s-"; do
+    for pfx in "$P" "${P}s-" "${P}t-"; do
         for ns in sw n1 n2 n3 cl; do ip netns del "$pfx$ns" 2>/dev/null; done
     done
+    if [[ -n ${KEEP_LOGS:-} ]]; then
+        mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.log "$KEEP_LOGS"/ 2>/dev/null
+        echo "logs kept in $KEEP_LOGS" >&2
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -269,6 +274,7 @@ for setup in $SETUPS; do
     done
 done
 
+if [[ -n ${SETUPS// /} ]]; then
 echo
 echo "VIP failover outage in seconds, p50 / max of $TRIALS trials (10 ms pings, kernel $(uname -r))"
 printf '%-28s' "setup"
@@ -282,20 +288,30 @@ for setup in $SETUPS; do
     done
     echo
 done
+fi
 
 if [[ $SOAK_SECS -gt 0 ]]; then
     ip -n "${P}cl" neigh flush dev eth0
-    # Side-by-side soak: fairway default in topology $P, keepalived 0.1 s in "${P}s-".
+    # Side-by-side soak: fairway default in topology $P, keepalived 0.1 s in "${P}s-",
+    # fairway safe in "${P}t-".
     Q="${P}s-"
+    R="${P}t-"
     topology "$Q"
+    topology "$R"
     for k in 1 2 3; do
         ip -n "${P}sw" link set "p$k" up
         ip -n "${P}n$k" addr del "$VIP/32" dev eth0 2>/dev/null || true
     done
-    for k in 1 2 3; do start_daemon "$P" fw "$k" "$WORK"; start_daemon "$Q" ka01 "$k" "$WORK"; done
-    wait_owner "$P" 15 >/dev/null && wait_owner "$Q" 15 >/dev/null || { echo "soak: no owner" >&2; exit 1; }
+    for k in 1 2 3; do
+        start_daemon "$P" fw "$k" "$WORK"
+        start_daemon "$Q" ka01 "$k" "$WORK"
+        start_daemon "$R" fwsafe "$k" "$WORK"
+    done
+    wait_owner "$P" 15 >/dev/null && wait_owner "$Q" 15 >/dev/null && wait_owner "$R" 15 >/dev/null ||
+        { echo "soak: no owner" >&2; exit 1; }
     sleep 2
-    fw_before=$(cat "$WORK"/fw-n*.log | grep -c "announcing VIP" || true)
+    fw_before=$(cat "$WORK"/fw-n*.log | grep -c "again=false" || true)
+    fws_before=$(cat "$WORK"/fwsafe-n*.log | grep -c "again=false" || true)
     ka_before=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
     for ((i = 0; i < $(nproc) * STRESS_PER_CPU; i++)); do
         (while :; do :; done) &
@@ -304,10 +320,12 @@ if [[ $SOAK_SECS -gt 0 ]]; then
     sleep "$SOAK_SECS"
     for pid in "${STRESS_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     STRESS_PIDS=()
-    fw_after=$(cat "$WORK"/fw-n*.log | grep -c "announcing VIP" || true)
+    fw_after=$(cat "$WORK"/fw-n*.log | grep -c "again=false" || true)
+    fws_after=$(cat "$WORK"/fwsafe-n*.log | grep -c "again=false" || true)
     ka_after=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
     echo
     echo "Soak: ${SOAK_SECS}s under CPU stress ($(( $(nproc) * STRESS_PER_CPU )) busy loops on $(nproc) CPUs), false failovers:"
     echo "  fairway default (100ms x3): $((fw_after - fw_before))"
     echo "  keepalived v3 advert 0.1s:  $((ka_after - ka_before))"
+    echo "  fairway safe (250ms x5):    $((fws_after - fws_before))"
 fi

@@ -319,8 +319,28 @@ impl Machine {
 
     /// Processes one input at time `now`.
     pub fn handle(&mut self, event: Event, now: Instant) {
+        if self.ingest(event, now) {
+            self.step(now);
+        }
+    }
+
+    /// Processes several inputs that arrived together (e.g. every datagram queued on the socket
+    /// after the process was descheduled) and only then evaluates timers and elections, so a
+    /// heartbeat still sitting in the queue cancels a takeover instead of racing it.
+    pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Instant) {
+        let mut step = false;
+        for e in events {
+            step |= self.ingest(e, now);
+        }
+        if step {
+            self.step(now);
+        }
+    }
+
+    /// Applies one input; returns whether a `step` should follow.
+    fn ingest(&mut self, event: Event, now: Instant) -> bool {
         if self.shut_down {
-            return;
+            return false;
         }
         match event {
             Event::Timeout => {}
@@ -342,10 +362,10 @@ impl Machine {
                 }
                 self.shut_down = true;
                 self.send_round(now, true);
-                return;
+                return false;
             }
         }
-        self.step(now);
+        true
     }
 
     /// The next output, if any.

@@ -122,3 +122,60 @@ fn shutdown_withdraws_then_releases() {
     assert!(message.body.leaving && message.body.released == vec![0]);
     assert!(a.next_timeout().is_none());
 }
+
+#[test]
+fn queued_heartbeat_in_a_batch_cancels_a_due_takeover() {
+    let t0 = Instant::now();
+    let cluster = Cluster::new(&config(&[50])).unwrap();
+    let mut a = Machine::new(Arc::clone(&cluster), &NodeId::new("a"), 1, t0).unwrap();
+    let mut b = Machine::new(Arc::clone(&cluster), &NodeId::new("b"), 1, t0).unwrap();
+    // Exchange heartbeats every 10 ms (a perfect network) until someone owns the VIP.
+    let mut now = t0;
+    let step = |m: &mut Machine, now| {
+        m.handle(Event::Timeout, now);
+        drain(m)
+    };
+    while !(a.owns(0) || b.owns(0)) {
+        now += Duration::from_millis(10);
+        let from_a = step(&mut a, now);
+        let from_b = step(&mut b, now);
+        for act in from_a {
+            if let Action::SendHeartbeat { message, .. } = act {
+                b.handle(Event::Message(message), now);
+            }
+        }
+        for act in from_b {
+            if let Action::SendHeartbeat { message, .. } = act {
+                a.handle(Event::Message(message), now);
+            }
+        }
+    }
+    let (owner, other) = if a.owns(0) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    drain(other);
+    // The other node is descheduled for 2 s; meanwhile the owner keeps sending.
+    let late = now + Duration::from_secs(2);
+    owner.handle(Event::Timeout, late);
+    let queued: Vec<Event> = drain(owner)
+        .into_iter()
+        .filter_map(|x| match x {
+            Action::SendHeartbeat { message, .. } => Some(Event::Message(message)),
+            _ => None,
+        })
+        .collect();
+    assert!(!queued.is_empty());
+    // Timer and queued heartbeat handled together: the owner is alive, nothing is taken.
+    let mut events = queued;
+    events.push(Event::Timeout);
+    other.handle_all(events, late + Duration::from_millis(1));
+    other.handle(Event::Timeout, late + Duration::from_millis(100));
+    assert!(
+        !drain(other)
+            .iter()
+            .any(|x| matches!(x, Action::Announce { .. }))
+    );
+    assert!(!other.owns(0));
+}

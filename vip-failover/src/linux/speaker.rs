@@ -270,15 +270,18 @@ impl Speaker {
                     self.publish(true);
                     return Ok(());
                 }
-                Wake::Timer => self.machine.handle(Event::Timeout, now),
-                Wake::Udp(Ok((n, _from))) => match wire::decode(&udp_buf[..n], &self.opts.key) {
-                    Ok(msg) => {
-                        self.io.datagrams_received += 1;
-                        self.machine.handle(Event::Message(msg), now);
-                    }
-                    Err(Error::Unauthenticated) => self.io.unauthenticated += 1,
-                    Err(_) => self.io.malformed += 1,
-                },
+                Wake::Timer => {
+                    // After a stall, heartbeats may be queued: read them before acting on
+                    // timers, so a late but live owner cancels its successor's takeover.
+                    let mut events = self.drain_udp(&mut udp_buf, None);
+                    events.push(Event::Timeout);
+                    self.machine.handle_all(events, now);
+                }
+                Wake::Udp(Ok((n, _from))) => {
+                    let first = self.decode(&udp_buf[..n]);
+                    let events = self.drain_udp(&mut udp_buf, first);
+                    self.machine.handle_all(events, now);
+                }
                 Wake::Udp(Err(e)) => {
                     tracing::debug!(error = %e, "heartbeat receive failed");
                     self.io.os_errors += 1;
@@ -300,6 +303,40 @@ impl Speaker {
             self.apply().await;
             self.publish(self.machine.stats().transitions != transitions);
         }
+    }
+
+    fn decode(&mut self, datagram: &[u8]) -> Option<Event> {
+        match wire::decode(datagram, &self.opts.key) {
+            Ok(msg) => {
+                self.io.datagrams_received += 1;
+                Some(Event::Message(msg))
+            }
+            Err(Error::Unauthenticated) => {
+                self.io.unauthenticated += 1;
+                None
+            }
+            Err(_) => {
+                self.io.malformed += 1;
+                None
+            }
+        }
+    }
+
+    /// Every datagram already queued on the heartbeat socket (bounded, so a flood cannot
+    /// starve the timers), decoded, after `first`.
+    fn drain_udp(&mut self, buf: &mut [u8], first: Option<Event>) -> Vec<Event> {
+        let mut events: Vec<Event> = first.into_iter().collect();
+        for _ in 0..256 {
+            match self.udp.try_recv_from(buf) {
+                Ok((n, _)) => {
+                    if let Some(e) = self.decode(&buf[..n]) {
+                        events.push(e);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        events
     }
 
     fn publish(&mut self, force: bool) {
