@@ -274,6 +274,28 @@ impl Proxy {
             .record_rejected(error.to_string(), std::time::SystemTime::now());
     }
 
+    /// Replaces the routes of an external provider (Kubernetes Ingresses) and compiles them with
+    /// the running configuration into a new snapshot, swapped in atomically; on error the
+    /// running snapshot keeps serving. Later file reloads keep the last set given here.
+    pub fn set_external_routes(
+        &self,
+        routes: Arc<crate::ExternalRoutes>,
+    ) -> Result<(), ProxyError> {
+        let current = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = self.shared.runtime.load_full();
+        let runtime = Runtime::build_with(
+            &current,
+            &self.names,
+            &self.ports,
+            &self.clients,
+            &self.shared.metrics,
+            Some(&prev),
+            routes,
+        )?;
+        self.shared.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
     fn try_reload(&self, config: ProxyConfig) -> Result<(), ProxyError> {
         let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
         config.validate()?;

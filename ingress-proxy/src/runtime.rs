@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, Version};
-use ingress_router::{FileRoute, Table};
+use ingress_router::{FileRoute, IngressMatch, IngressRoute, Table};
 use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::{ProxyConfig, ServiceConfig};
 use crate::error::ConfigError;
+use crate::external::ExternalRoutes;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Balancer;
 use crate::upstream::client::{ClientCache, ClientKey};
@@ -48,6 +49,8 @@ pub(crate) struct Runtime {
     /// For `/api/routes`.
     pub(crate) routes_doc: RoutesDoc,
     pub(crate) services: BTreeMap<String, Arc<Service>>,
+    /// The external provider's routes this snapshot was built with, kept for the next build.
+    pub(crate) external: Arc<ExternalRoutes>,
 }
 
 /// `/api/routes`: what is configured, rendered once per snapshot.
@@ -162,7 +165,7 @@ fn build_service(
 
 impl Runtime {
     /// Compiles `config` for the fixed entrypoint list `entrypoint_names`. `prev` lends its
-    /// endpoint state.
+    /// endpoint state and its external routes.
     pub(crate) fn build(
         config: &ProxyConfig,
         entrypoint_names: &[String],
@@ -170,6 +173,29 @@ impl Runtime {
         clients: &ClientCache,
         metrics: &Metrics,
         prev: Option<&Runtime>,
+    ) -> Result<Runtime, ConfigError> {
+        let external = prev.map(|p| Arc::clone(&p.external)).unwrap_or_default();
+        Self::build_with(
+            config,
+            entrypoint_names,
+            bound_ports,
+            clients,
+            metrics,
+            prev,
+            external,
+        )
+    }
+
+    /// [`Runtime::build`] with a new set of external (Ingress) routes, attached to every
+    /// entrypoint next to the file's routers.
+    pub(crate) fn build_with(
+        config: &ProxyConfig,
+        entrypoint_names: &[String],
+        bound_ports: &[u16],
+        clients: &ClientCache,
+        metrics: &Metrics,
+        prev: Option<&Runtime>,
+        external: Arc<ExternalRoutes>,
     ) -> Result<Runtime, ConfigError> {
         config.validate()?;
         let previous = previous_endpoints(prev);
@@ -179,6 +205,46 @@ impl Runtime {
                 name.clone(),
                 Arc::new(build_service(name, cfg, clients, metrics, &previous)?),
             );
+        }
+        for (name, cfg) in &external.services {
+            if services.contains_key(name) {
+                return Err(ConfigError::new(
+                    format!("services.{name}"),
+                    "collides with a service of the Kubernetes provider",
+                ));
+            }
+            services.insert(
+                name.clone(),
+                Arc::new(build_service(name, cfg, clients, metrics, &previous)?),
+            );
+        }
+        let mut ingress_routes = Vec::with_capacity(external.routes.len());
+        let mut ingress_docs = Vec::with_capacity(external.routes.len());
+        for route in &external.routes {
+            let service = services.get(&route.backend).cloned().ok_or_else(|| {
+                ConfigError::new(
+                    format!("ingress {}/{}", route.origin.namespace, route.origin.name),
+                    format!("unknown service {}", route.backend),
+                )
+            })?;
+            let (name, rule) = describe_ingress_route(route);
+            let target = Arc::new(RouteTarget {
+                name: name.as_str().into(),
+                service,
+                metrics: metrics.route(&name, &route.backend),
+            });
+            ingress_docs.push(RouterDoc {
+                name,
+                rule,
+                priority: 0,
+                service: route.backend.clone(),
+                entrypoints: entrypoint_names.to_vec(),
+            });
+            ingress_routes.push(IngressRoute {
+                origin: route.origin.clone(),
+                matcher: route.matcher.clone(),
+                backend: target,
+            });
         }
         let mut per_ep: Vec<Vec<FileRoute<Arc<RouteTarget>>>> =
             entrypoint_names.iter().map(|_| Vec::new()).collect();
@@ -214,8 +280,9 @@ impl Runtime {
             });
         }
         let mut entrypoints = Vec::with_capacity(entrypoint_names.len());
+        docs.extend(ingress_docs);
         for (i, routes) in per_ep.into_iter().enumerate() {
-            let table = Table::new(routes, Vec::new()).map_err(|e| {
+            let table = Table::new(routes, ingress_routes.clone()).map_err(|e| {
                 ConfigError::new(
                     format!("entrypoints.{}", entrypoint_names[i]),
                     e.to_string(),
@@ -265,6 +332,32 @@ impl Runtime {
             challenge_forward,
             routes_doc: RoutesDoc { routers: docs },
             services,
+            external,
         })
+    }
+}
+
+/// A router name (for metrics and `/api/routes`) and a readable match description of an
+/// Ingress route: `ingress/<ns>/<name>/<rule>/<path>` and e.g. `Host a.test, Prefix /api`.
+fn describe_ingress_route<B>(route: &IngressRoute<B>) -> (String, String) {
+    let o = &route.origin;
+    match &route.matcher {
+        IngressMatch::Path {
+            rule_index,
+            path_index,
+            host,
+            path_type,
+            path,
+        } => (
+            format!("ingress/{}/{}/{rule_index}/{path_index}", o.namespace, o.name),
+            format!(
+                "Ingress host {}, {path_type} {path}",
+                host.as_deref().filter(|h| !h.is_empty()).unwrap_or("*")
+            ),
+        ),
+        IngressMatch::DefaultBackend => (
+            format!("ingress/{}/{}/default", o.namespace, o.name),
+            "Ingress default backend".to_owned(),
+        ),
     }
 }

@@ -7,6 +7,8 @@
 //!   import/export.
 //! - [`lease`]: a client-go-style Lease [`LeaseElector`] implementing `acme_issuer::LeaderElector`,
 //!   with `leaseTransitions` as the fencing epoch.
+//! - [`provider`]: the proxy's Kubernetes provider: live Ingress routes as
+//!   `ingress_proxy::ExternalRoutes`, referenced TLS Secrets as one certificate snapshot.
 //! - [`lb`]: MetalLB-compatible LoadBalancer address allocation and `/status` write-back.
 //! - [`speakers`]: node/speaker-pod readiness and `externalTrafficPolicy: Local` endpoints as
 //!   `vip-failover` eligibility (candidates per VIP).
@@ -18,6 +20,7 @@
 mod error;
 pub mod lb;
 pub mod lease;
+pub mod provider;
 pub mod routes;
 pub mod secrets;
 pub mod speakers;
@@ -25,5 +28,6 @@ pub mod speakers;
 pub use error::Error;
 pub use lb::{LbConfig, LbController, Pool};
 pub use lease::{LeaseConfig, LeaseElector};
+pub use provider::KubernetesProvider;
 pub use routes::{Backend, IngressWatcher, Published, WatchConfig};
 pub use secrets::{SecretStore, SecretStoreConfig};

@@ -42,6 +42,9 @@ pub use class::{CONTROLLER_NAME, OurClasses};
 /// The route table type the watcher publishes.
 pub type KubeTable = Table<Arc<Backend>>;
 
+/// One route of the published table, as compiled into it.
+pub type KubeRoute = IngressRoute<Arc<Backend>>;
+
 /// What to watch and how.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -53,6 +56,9 @@ pub struct WatchConfig {
     pub status_ips: Vec<IpAddr>,
     /// How long to wait for more Ingress events before recompiling the table.
     pub debounce: Duration,
+    /// Take class-less Ingresses even when no IngressClass of ours is marked default (we are
+    /// the cluster's only Ingress controller).
+    pub default_class: bool,
 }
 
 impl Default for WatchConfig {
@@ -62,6 +68,7 @@ impl Default for WatchConfig {
             namespace: None,
             status_ips: Vec::new(),
             debounce: Duration::from_millis(5),
+            default_class: false,
         }
     }
 }
@@ -88,6 +95,7 @@ pub struct Published {
 #[derive(Debug)]
 pub struct IngressWatcher {
     table: Arc<SharedTable<Arc<Backend>>>,
+    routes: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
     rx: watch::Receiver<Published>,
     task: JoinHandle<()>,
 }
@@ -102,9 +110,31 @@ impl IngressWatcher {
     /// Starts the watches on the current runtime.
     pub fn start(client: Client, config: WatchConfig) -> Self {
         let table = Arc::new(SharedTable::default());
+        let routes = Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new()));
         let (tx, rx) = watch::channel(Published::default());
-        let task = tokio::spawn(run(client, config, Arc::clone(&table), tx));
-        IngressWatcher { table, rx, task }
+        let slots = Slots {
+            table: Arc::clone(&table),
+            routes: Arc::clone(&routes),
+        };
+        let task = tokio::spawn(run(client, config, slots, tx));
+        IngressWatcher {
+            table,
+            routes,
+            rx,
+            task,
+        }
+    }
+
+    /// The routes compiled into the current table (same backends, so endpoint changes show
+    /// through [`Backend::endpoints`]): for consumers that compile their own table, such as the
+    /// proxy's Kubernetes provider. Swapped together with the table, before the notification.
+    pub fn routes(&self) -> Arc<Vec<KubeRoute>> {
+        self.routes.load_full()
+    }
+
+    /// The slot behind [`IngressWatcher::routes`], for a feed task that outlives a borrow.
+    pub(crate) fn routes_slot(&self) -> Arc<arc_swap::ArcSwap<Vec<KubeRoute>>> {
+        Arc::clone(&self.routes)
     }
 
     /// The live table (per request: `table().load().route(&view)`).
@@ -116,6 +146,12 @@ impl IngressWatcher {
     pub fn subscribe(&self) -> watch::Receiver<Published> {
         self.rx.clone()
     }
+}
+
+/// Where `compile` publishes.
+struct Slots {
+    table: Arc<SharedTable<Arc<Backend>>>,
+    routes: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
 }
 
 /// One change from any of the watches.
@@ -267,7 +303,7 @@ impl State {
         changed
     }
 
-    fn compile(&mut self, table: &SharedTable<Arc<Backend>>) {
+    fn compile(&mut self, slots: &Slots) {
         let mut used: HashMap<ServiceBackend, Arc<Backend>> = HashMap::new();
         let mut all = Vec::new();
         for routes in self.routes.values() {
@@ -289,10 +325,12 @@ impl State {
             }
         }
         let routes = all.len();
+        let kept = all.clone();
         match Table::new(Vec::new(), all) {
             Ok(t) => {
                 self.published.warnings = t.warnings().iter().map(|w| w.to_string()).collect();
-                table.store(t);
+                slots.routes.store(Arc::new(kept));
+                slots.table.store(t);
                 self.backends = used;
                 self.published.table_generation += 1;
                 self.published.routes = routes;
@@ -342,7 +380,7 @@ impl State {
 async fn run(
     client: Client,
     config: WatchConfig,
-    table: Arc<SharedTable<Arc<Backend>>>,
+    slots: Slots,
     tx: watch::Sender<Published>,
 ) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
@@ -383,6 +421,7 @@ async fn run(
     ]);
     let mut streams = streams;
     let debounce = config.debounce;
+    let default_class = config.default_class;
     let mut state = State {
         config,
         client,
@@ -390,7 +429,10 @@ async fn run(
         ingresses: Mirror::new(),
         services: Mirror::new(),
         slices: Mirror::new(),
-        ours: OurClasses::default(),
+        ours: OurClasses {
+            default: default_class,
+            ..OurClasses::default()
+        },
         routes: BTreeMap::new(),
         backends: HashMap::new(),
         slices_by_service: HashMap::new(),
@@ -418,7 +460,7 @@ async fn run(
                     deadline = None;
                     if state.synced() {
                         if state.table_dirty || state.published.table_generation == 0 {
-                            state.compile(&table);
+                            state.compile(&slots);
                             tx.send_replace(state.published.clone());
                         }
                         state.queue_statuses(&std::mem::take(&mut status_pending), &status_tx);
@@ -433,10 +475,11 @@ async fn run(
         match change {
             Change::Class(e) => {
                 state.classes.apply(e);
-                let ours = OurClasses::from_classes(
+                let mut ours = OurClasses::from_classes(
                     state.classes.objects.values(),
                     &state.config.controller,
                 );
+                ours.default |= state.config.default_class;
                 if ours != state.ours {
                     state.ours = ours;
                     let keys: Vec<Key> = state

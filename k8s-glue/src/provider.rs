@@ -1,0 +1,262 @@
+//! The proxy's Kubernetes provider: the [`IngressWatcher`]'s live routes as
+//! [`ingress_proxy::ExternalRoutes`], and the TLS Secrets our Ingresses name as one merged
+//! certificate snapshot for the proxy's TLS context.
+//!
+//! The proxy compiles its own table (its backends carry metrics, balancers and connection pools),
+//! so the provider hands it the watcher's routes with each backend turned into a named service
+//! over the backend's current endpoints; endpoint changes re-send the set. The request path never
+//! sees this: the proxy swaps in a finished snapshot.
+//!
+//! Certificates: one [`SecretStore`] per namespace that holds a Secret named in an Ingress's
+//! `spec.tls` (started when the first such Ingress appears, stopped when the last goes), merged
+//! into one [`acme_store::Snapshot`] whose resolvers are named `<namespace>/<resolver>`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use acme_store::{AcmeDocument, CertStore, Snapshot};
+use ingress_proxy::ExternalRoutes;
+use kube::Client;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::routes::KubeRoute;
+use crate::{IngressWatcher, Published, SecretStore, SecretStoreConfig, WatchConfig};
+
+/// Prefix of the proxy service names of Kubernetes backends (`k8s/<ns>/<service>:<port>`),
+/// which keeps them apart from `[services]` of the file.
+pub const SERVICE_PREFIX: &str = "k8s/";
+
+/// A running provider. Dropping it stops the watches, the Secret stores and the feeds.
+#[derive(Debug)]
+pub struct KubernetesProvider {
+    watcher: IngressWatcher,
+    routes: watch::Receiver<Arc<ExternalRoutes>>,
+    certificates: watch::Receiver<Arc<Snapshot>>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for KubernetesProvider {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+impl KubernetesProvider {
+    /// Starts watching on the current runtime. Nothing is sent on [`KubernetesProvider::routes`]
+    /// until every watch has listed (a starting proxy never serves a partial table).
+    pub fn start(client: Client, config: WatchConfig) -> Self {
+        let watcher = IngressWatcher::start(client.clone(), config);
+        let (routes_tx, routes) = watch::channel(Arc::new(ExternalRoutes::default()));
+        let (certs_tx, certificates) = watch::channel(Arc::new(Snapshot::empty()));
+        let feed = tokio::spawn(feed_routes(
+            watcher.subscribe(),
+            watcher.routes_slot(),
+            routes_tx,
+        ));
+        let certs = tokio::spawn(feed_certificates(client, watcher.subscribe(), certs_tx));
+        KubernetesProvider {
+            watcher,
+            routes,
+            certificates,
+            tasks: [feed, certs],
+        }
+    }
+
+    /// Every new route set, for [`ingress_proxy::Proxy::set_external_routes`]. The first
+    /// `changed()` fires once the watcher has synced.
+    pub fn routes(&self) -> watch::Receiver<Arc<ExternalRoutes>> {
+        self.routes.clone()
+    }
+
+    /// The merged certificates of the referenced Secrets' namespaces, for
+    /// `tls_acceptor::TlsContext::watch` and [`ingress_proxy::Proxy::watch_certificates`].
+    pub fn certificates(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.certificates.clone()
+    }
+
+    /// The watcher's publications (generations, counts, warnings, referenced Secrets).
+    pub fn published(&self) -> watch::Receiver<Published> {
+        self.watcher.subscribe()
+    }
+}
+
+/// The proxy's view of `routes`: each distinct backend becomes service
+/// `k8s/<ns>/<service>:<port>` over its current endpoints.
+pub fn external_routes(routes: &[KubeRoute]) -> ExternalRoutes {
+    let mut out = ExternalRoutes {
+        routes: Vec::with_capacity(routes.len()),
+        services: BTreeMap::new(),
+    };
+    for r in routes {
+        let name = format!("{SERVICE_PREFIX}{}", r.backend.key());
+        out.services
+            .entry(name.clone())
+            .or_insert_with(|| ExternalRoutes::service_for(&r.backend.endpoints()));
+        out.routes.push(r.clone().map_backend(|_| name));
+    }
+    out
+}
+
+async fn feed_routes(
+    mut published: watch::Receiver<Published>,
+    routes: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
+    tx: watch::Sender<Arc<ExternalRoutes>>,
+) {
+    while published.changed().await.is_ok() {
+        if published.borrow_and_update().table_generation == 0 {
+            continue;
+        }
+        let current = routes.load_full();
+        if tx.send(Arc::new(external_routes(&current))).is_err() {
+            break;
+        }
+    }
+}
+
+/// One snapshot of every store's certificates; resolver names become `<namespace>/<resolver>`
+/// so equal resolver names in two namespaces stay apart.
+pub fn merge_snapshots<'a>(
+    stores: impl IntoIterator<Item = (&'a str, Arc<Snapshot>)>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Snapshot {
+    let mut doc = AcmeDocument::default();
+    for (ns, snap) in stores {
+        for (resolver, data) in &snap.document().resolvers {
+            doc.resolvers
+                .insert(format!("{ns}/{resolver}"), data.clone());
+        }
+    }
+    Snapshot::build(Arc::new(doc), generation, previous)
+}
+
+async fn feed_certificates(
+    client: Client,
+    mut published: watch::Receiver<Published>,
+    tx: watch::Sender<Arc<Snapshot>>,
+) {
+    let mut stores: BTreeMap<String, SecretStore> = BTreeMap::new();
+    let (dirty_tx, mut dirty_rx) = mpsc::unbounded_channel::<()>();
+    let mut generation = 0u64;
+    loop {
+        tokio::select! {
+            changed = published.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let wanted: BTreeSet<String> = published
+                    .borrow_and_update()
+                    .tls_secrets
+                    .iter()
+                    .map(|(ns, _)| ns.clone())
+                    .collect();
+                let before = stores.len();
+                stores.retain(|ns, _| wanted.contains(ns));
+                let mut touched = stores.len() != before;
+                for ns in wanted {
+                    if stores.contains_key(&ns) {
+                        continue;
+                    }
+                    match SecretStore::start(client.clone(), SecretStoreConfig::new(ns.clone())).await {
+                        Ok(store) => {
+                            let mut rx = store.subscribe();
+                            let dirty = dirty_tx.clone();
+                            // Ends when the store (its sender) is dropped.
+                            tokio::spawn(async move {
+                                while rx.changed().await.is_ok() {
+                                    if dirty.send(()).is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                            stores.insert(ns, store);
+                            touched = true;
+                        }
+                        Err(e) => tracing::warn!(namespace = %ns, error = %e, "cannot watch the TLS Secrets; retrying on the next Ingress change"),
+                    }
+                }
+                if !touched {
+                    continue;
+                }
+            }
+            Some(()) = dirty_rx.recv() => {}
+        }
+        generation += 1;
+        let previous = tx.borrow().clone();
+        let merged = merge_snapshots(
+            stores.iter().map(|(ns, s)| (ns.as_str(), s.snapshot())),
+            generation,
+            Some(&previous),
+        );
+        tx.send_replace(Arc::new(merged));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+    use ingress_router::ingress::{ServiceBackend, ServicePort};
+    use ingress_router::{IngressMatch, IngressOrigin, IngressRoute, PathType};
+
+    fn route(ns: &str, svc: &str, path: &str, backend: &Arc<Backend>) -> KubeRoute {
+        IngressRoute {
+            origin: IngressOrigin {
+                namespace: ns.into(),
+                name: "ing".into(),
+                created: None,
+            },
+            matcher: IngressMatch::Path {
+                rule_index: 0,
+                path_index: 0,
+                host: Some(format!("{svc}.test")),
+                path_type: PathType::Prefix,
+                path: path.into(),
+            },
+            backend: Arc::clone(backend),
+        }
+    }
+
+    #[test]
+    fn backends_become_one_service_each_with_live_endpoints() {
+        let key = |svc: &str| ServiceBackend {
+            namespace: "ns".into(),
+            service: svc.into(),
+            port: ServicePort::Number(80),
+        };
+        let web = Arc::new(Backend::new(key("web"), vec!["198.51.100.2:8080".parse().unwrap()]));
+        let api = Arc::new(Backend::new(key("api"), Vec::new()));
+        let routes = vec![
+            route("ns", "web", "/", &web),
+            route("ns", "web", "/static", &web),
+            route("ns", "api", "/", &api),
+        ];
+        let ext = external_routes(&routes);
+        let names: Vec<_> = ext.routes.iter().map(|r| r.backend.as_str()).collect();
+        assert_eq!(names, ["k8s/ns/web:80", "k8s/ns/web:80", "k8s/ns/api:80"]);
+        assert_eq!(ext.services.len(), 2);
+        let urls: Vec<_> = ext.services["k8s/ns/web:80"]
+            .endpoints
+            .iter()
+            .map(|e| e.url.as_str())
+            .collect();
+        assert_eq!(urls, ["http://198.51.100.2:8080"]);
+        assert!(ext.services["k8s/ns/api:80"].endpoints.is_empty());
+        // The matcher and origin are carried over unchanged.
+        assert_eq!(ext.routes[1].matcher, routes[1].matcher);
+        assert_eq!(ext.routes[1].origin, routes[1].origin);
+    }
+
+    #[test]
+    fn merged_resolvers_are_namespaced() {
+        let mut a = AcmeDocument::default();
+        a.resolvers.insert("kubernetes".into(), Default::default());
+        let sa = Arc::new(Snapshot::build(Arc::new(a.clone()), 1, None));
+        let sb = Arc::new(Snapshot::build(Arc::new(a), 1, None));
+        let merged = merge_snapshots([("one", sa), ("two", sb)], 7, None);
+        let names: Vec<_> = merged.document().resolvers.keys().cloned().collect();
+        assert_eq!(names, ["one/kubernetes", "two/kubernetes"]);
+        assert_eq!(merged.generation(), 7);
+    }
+}
