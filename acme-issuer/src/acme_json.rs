@@ -1,6 +1,7 @@
 //! [`IssuerStore`] over `acme-store`: the issuer's state lives in Traefik's `acme.json`.
 //!
-//! Every operation is one [`CertStore::update`], i.e. a locked read-modify-write of the latest
+//! Every write goes through [`CertStore::update`] (concurrent writes share one, see
+//! [`AcmeJsonStore`]), i.e. a locked read-modify-write of the latest
 //! document, so several controller processes sharing one file never lose each other's writes and
 //! a new leader always acts on what the previous one wrote. Reads use an update that changes
 //! nothing (nothing is written) to get the freshest document under the lock.
@@ -10,7 +11,7 @@
 //! P-256 DER), KeyType: "P256"}`; certificates as Traefik writes them (base64 PEM, `Store:
 //! "default"`); interrupted orders under `FairwayPending` (Traefik ignores unknown keys).
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use acme_store::format::json::{Value, parse, write_go};
 use acme_store::{AcmeDocument, CertStore, ResolverData, StoredCert};
@@ -24,9 +25,42 @@ use crate::store::{
 };
 
 /// The issuer's storage in an `acme-store` [`CertStore`] (file, memory or Kubernetes Secret).
+///
+/// Writes are *group-committed*: writes submitted while another one is being stored are applied
+/// together in the next single [`CertStore::update`] (one rewrite, one fsync, one snapshot
+/// instead of one each). Every caller still returns only once its own change is durable, so a
+/// pending order is saved before its challenges are presented, as before. With many orders in
+/// flight this turns ~2 whole-file rewrites per certificate into a few per batch.
 #[derive(Clone)]
 pub struct AcmeJsonStore {
     inner: Arc<dyn CertStore>,
+    commits: Arc<GroupCommit>,
+}
+
+/// One queued change to a resolver's data.
+type Change = Box<dyn FnMut(&mut ResolverData) -> Result<(), String> + Send>;
+
+struct Queued {
+    id: u64,
+    resolver: String,
+    action: &'static str,
+    change: Change,
+}
+
+#[derive(Default)]
+struct Batch {
+    queue: Vec<Queued>,
+    results: std::collections::HashMap<u64, Result<(), Error>>,
+    writing: bool,
+    next_id: u64,
+}
+
+/// Leader/follower group commit: the first writer to find nobody writing stores everything queued
+/// so far in one update; the others wait for their result.
+#[derive(Default)]
+struct GroupCommit {
+    batch: Mutex<Batch>,
+    done: Condvar,
 }
 
 impl std::fmt::Debug for AcmeJsonStore {
@@ -38,7 +72,10 @@ impl std::fmt::Debug for AcmeJsonStore {
 impl AcmeJsonStore {
     /// Wrap a certificate store.
     pub fn new(inner: Arc<dyn CertStore>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            commits: Arc::default(),
+        }
     }
 
     /// The wrapped store (to subscribe to snapshots).
@@ -46,26 +83,75 @@ impl AcmeJsonStore {
         &self.inner
     }
 
+    /// Apply `change` to `resolver`'s data, together with whatever other writes are queued.
     fn modify(
         &self,
         resolver: &str,
-        action: &str,
-        mut f: impl FnMut(&mut ResolverData) -> Result<(), String>,
+        action: &'static str,
+        change: impl FnMut(&mut ResolverData) -> Result<(), String> + Send + 'static,
     ) -> Result<(), Error> {
-        let mut failure = None;
+        let commits = &self.commits;
+        let mut batch = commits.batch.lock().unwrap_or_else(|e| e.into_inner());
+        let id = batch.next_id;
+        batch.next_id += 1;
+        batch.queue.push(Queued {
+            id,
+            resolver: resolver.to_owned(),
+            action,
+            change: Box::new(change),
+        });
+        loop {
+            if let Some(result) = batch.results.remove(&id) {
+                return result;
+            }
+            if batch.writing {
+                batch = commits.done.wait(batch).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            batch.writing = true;
+            let queued = std::mem::take(&mut batch.queue);
+            drop(batch);
+            let results =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(queued)))
+                    .unwrap_or_default();
+            batch = commits.batch.lock().unwrap_or_else(|e| e.into_inner());
+            batch.results.extend(results);
+            batch.writing = false;
+            commits.done.notify_all();
+            if !batch.results.contains_key(&id) {
+                // The update panicked: report it rather than waiting for ever.
+                return Err(store_error(resolver, action, "store update panicked"));
+            }
+        }
+    }
+
+    /// Store `queued` in one update. A change that fails leaves its resolver as it was (the
+    /// others are still written); a failed update fails them all.
+    fn commit(&self, mut queued: Vec<Queued>) -> Vec<(u64, Result<(), Error>)> {
+        let mut failures: Vec<Option<String>> = vec![None; queued.len()];
         let result = self.inner.update(&mut |doc: &mut AcmeDocument| {
-            let data = doc.resolvers.entry(resolver.to_owned()).or_default();
-            if let Err(e) = f(data) {
-                failure = Some(e);
+            for (q, failure) in queued.iter_mut().zip(failures.iter_mut()) {
+                let data = doc.resolvers.entry(q.resolver.clone()).or_default();
+                let before = data.clone();
+                *failure = (q.change)(data).err();
+                if failure.is_some() {
+                    *data = before;
+                }
             }
             Ok(())
         });
-        if let Some(e) = failure {
-            return Err(store_error(resolver, action, e));
-        }
-        result
-            .map(|_| ())
-            .map_err(|e| store_error(resolver, action, e))
+        queued
+            .iter()
+            .zip(failures)
+            .map(|(q, failure)| {
+                let r = match (&result, failure) {
+                    (Err(e), _) => Err(store_error(&q.resolver, q.action, e)),
+                    (Ok(_), Some(f)) => Err(store_error(&q.resolver, q.action, f)),
+                    (Ok(_), None) => Ok(()),
+                };
+                (q.id, r)
+            })
+            .collect()
     }
 }
 
@@ -164,14 +250,15 @@ impl IssuerStore for AcmeJsonStore {
 
     fn save_account(&self, resolver: &str, account: &AccountRecord) -> Result<(), Error> {
         let stored = stored_account(account);
-        self.modify(resolver, "save account", |data| {
+        self.modify(resolver, "save account", move |data| {
             data.account = Some(stored.clone());
             Ok(())
         })
     }
 
     fn save_pending(&self, resolver: &str, pending: &PendingOrder) -> Result<(), Error> {
-        self.modify(resolver, "save pending order", |data| {
+        let pending = pending.clone();
+        self.modify(resolver, "save pending order", move |data| {
             let mut all = pending_of(data);
             all.retain(|p| !same_names(&p.domains, &pending.domains));
             all.push(pending.clone());
@@ -190,11 +277,12 @@ impl IssuerStore for AcmeJsonStore {
             store_error(resolver, "save certificate", "certificate without domains")
         })?;
         let cert = StoredCert::from_pem(main, sans, chain_pem, key.expose());
-        self.modify(resolver, "save certificate", |data| {
+        let domains = domains.to_vec();
+        self.modify(resolver, "save certificate", move |data| {
             data.upsert(cert.clone());
             data.certificates_null = false;
             let mut all = pending_of(data);
-            all.retain(|p| !same_names(&p.domains, domains));
+            all.retain(|p| !same_names(&p.domains, &domains));
             set_pending(data, &all)
         })
     }
@@ -229,5 +317,73 @@ mod tests {
         assert_eq!(state.account, Some(account));
         assert_eq!(state.pending, vec![pending]);
         assert!(store.load("other").unwrap().account.is_none());
+    }
+
+    /// A store whose updates are slow (like an fsync) and counted.
+    struct SlowStore {
+        inner: acme_store::MemoryStore,
+        updates: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CertStore for SlowStore {
+        fn snapshot(&self) -> Arc<acme_store::Snapshot> {
+            self.inner.snapshot()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<acme_store::Snapshot>> {
+            self.inner.subscribe()
+        }
+        fn update(
+            &self,
+            f: &mut acme_store::UpdateFn<'_>,
+        ) -> Result<Arc<acme_store::Snapshot>, acme_store::Error> {
+            self.updates
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            self.inner.update(f)
+        }
+    }
+
+    fn pending(i: usize) -> PendingOrder {
+        PendingOrder {
+            domains: vec![format!("d{i}.test")],
+            order_url: format!("https://ca.test/order/{i}"),
+            key_pem: SecretPem::new(format!("KEY{i}")),
+            key_type: CertKeyType::EcdsaP256,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_are_group_committed_and_all_durable() {
+        const N: usize = 16;
+        let slow = Arc::new(SlowStore {
+            inner: acme_store::MemoryStore::new(AcmeDocument::default()),
+            updates: Default::default(),
+        });
+        let store = AcmeJsonStore::new(slow.clone());
+        let start = Arc::new(std::sync::Barrier::new(N));
+        let threads: Vec<_> = (0..N)
+            .map(|i| {
+                let (store, start) = (store.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let resolver = if i % 2 == 0 { "le" } else { "other" };
+                    store.save_pending(resolver, &pending(i))
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        // Each save returned only after its change was stored: all are there.
+        let mut found: Vec<PendingOrder> = store.load("le").unwrap().pending;
+        found.extend(store.load("other").unwrap().pending);
+        found.sort_by_key(|p| p.order_url.clone());
+        let mut want: Vec<PendingOrder> = (0..N).map(pending).collect();
+        want.sort_by_key(|p| p.order_url.clone());
+        assert_eq!(found, want);
+        // 16 writers, 2 loads: far fewer than one update per write.
+        let updates = slow.updates.load(std::sync::atomic::Ordering::SeqCst) - 2;
+        assert!(updates < N, "{updates} updates for {N} writes");
     }
 }

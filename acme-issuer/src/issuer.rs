@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::account::{self, Eab};
-use crate::challenge::{ChallengeKind, ChallengeSolver};
+use crate::challenge::{BoxFuture, ChallengeKind, ChallengeSolver};
 use crate::client::{AcmeHttp, capture_retry_after};
 use crate::elector::{LeaderElector, Leadership};
 use crate::key::CertKeyType;
@@ -602,7 +602,13 @@ async fn run_job(
     let save_pending = {
         let store = store.clone();
         let resolver = resolver.clone();
-        move |p: &PendingOrder| store.save_pending(&resolver, p)
+        move |p: PendingOrder| -> BoxFuture<'static, Result<(), Error>> {
+            let store = store.clone();
+            let resolver = resolver.clone();
+            Box::pin(blocking(resolver.clone(), move || {
+                store.save_pending(&resolver, &p)
+            }))
+        }
     };
     let run = OrderRun {
         account: &account,
@@ -622,16 +628,31 @@ async fn run_job(
             timeout: order_timeout,
         }),
         Ok((Err(e), retry_after)) => Err(with_retry_after(e, retry_after)),
-        Ok((Ok(issued), _)) => store
-            .save_certificate(
-                &resolver,
-                &job.request.domains,
-                &issued.chain_pem,
-                &issued.key_pem,
-            )
-            .map(|()| issued.resumed),
+        Ok((Ok(issued), _)) => {
+            let domains = job.request.domains.clone();
+            let resumed = issued.resumed;
+            blocking(resolver.clone(), move || {
+                store.save_certificate(&resolver, &domains, &issued.chain_pem, &issued.key_pem)
+            })
+            .await
+            .map(|()| resumed)
+        }
     };
     (job.key, result)
+}
+
+/// Run a store call on the blocking pool: it locks, rewrites and fsyncs a file, and every order
+/// in flight is driven by the same task, so running it inline would stall them all (and leave
+/// nothing for [`AcmeJsonStore`](crate::AcmeJsonStore)'s group commit to batch).
+async fn blocking(
+    resolver: String,
+    f: impl FnOnce() -> Result<(), Error> + Send + 'static,
+) -> Result<(), Error> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(crate::store::store_error(&resolver, "write", e)),
+    }
 }
 
 fn with_retry_after(e: Error, captured: Option<SystemTime>) -> Error {

@@ -15,7 +15,7 @@ use instant_acme::{
 };
 use tokio::sync::watch;
 
-use crate::challenge::{ChallengeData, ChallengeSolver};
+use crate::challenge::{BoxFuture, ChallengeData, ChallengeSolver};
 use crate::elector::Leadership;
 use crate::key::{self, CertKeyType, SecretPem};
 use crate::store::PendingOrder;
@@ -82,7 +82,9 @@ pub(crate) struct OrderRun<'a> {
     pub(crate) epoch: u64,
     pub(crate) timing: OrderTiming,
     /// Persist a pending order (called before any challenge is presented).
-    pub(crate) save_pending: &'a (dyn Fn(&PendingOrder) -> Result<(), Error> + Send + Sync),
+    /// A future, so the (blocking, fsyncing) store write runs off the task driving the orders.
+    pub(crate) save_pending:
+        &'a (dyn Fn(PendingOrder) -> BoxFuture<'static, Result<(), Error>> + Send + Sync),
 }
 
 /// Retry an instant-acme call when the CA rejects the nonce (instant-acme itself retries 3×;
@@ -231,13 +233,14 @@ impl OrderRun<'_> {
         }
         let order = result.map_err(self.err(Step::NewOrder))?;
         tracing::info!(domain = %main, url = %order.url(), epoch = self.epoch, "order created");
-        (self.save_pending)(&PendingOrder {
+        (self.save_pending)(PendingOrder {
             domains: self.request.domains.clone(),
             order_url: order.url().to_owned(),
             key_pem: key_pem.clone(),
             key_type: self.request.key_type,
             epoch: self.epoch,
-        })?;
+        })
+        .await?;
         Ok((order, key_pem))
     }
 
