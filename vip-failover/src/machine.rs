@@ -102,8 +102,11 @@ enum Vacancy {
     Unknown,
     /// The previous owner was declared dead.
     Death(NodeIndex),
-    /// The previous owner said it gave the VIP up.
+    /// The previous owner handed the VIP over (release message, or shutdown).
     Released(NodeIndex),
+    /// The previous owner stopped claiming it without a handover (lost quorum or health). In
+    /// quorum mode this is treated like a failure: someone else may hold it already.
+    Dropped(NodeIndex),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -635,8 +638,14 @@ impl Machine {
                     let state = &mut self.vips[usize::from(v)];
                     state.claimers.retain(|&c| usize::from(c) != from);
                     if self.best_claimer(v).is_none() && !self.vips[usize::from(v)].owned {
-                        self.vips[usize::from(v)].vacant =
-                            Some((now, Vacancy::Released(from as NodeIndex)));
+                        let handover = b.kind == MessageKind::Release
+                            && (b.leaving || b.released.contains(&v));
+                        let why = if handover {
+                            Vacancy::Released(from as NodeIndex)
+                        } else {
+                            Vacancy::Dropped(from as NodeIndex)
+                        };
+                        self.vips[usize::from(v)].vacant = Some((now, why));
                         self.send_now |= self.cluster.quorum();
                     }
                 }
@@ -965,12 +974,14 @@ impl Machine {
         // that is not an explicit release waits two intervals.
         let guard = match why {
             Vacancy::Released(_) => Duration::ZERO,
-            Vacancy::Death(_) | Vacancy::Unknown if cluster.quorum() => timing.interval * 2,
+            Vacancy::Death(_) | Vacancy::Dropped(_) | Vacancy::Unknown if cluster.quorum() => {
+                timing.interval * 2
+            }
             _ => Duration::ZERO,
         };
         let my_pos = u32::from(cv.position(self.me).unwrap_or(0));
         let previous = match why {
-            Vacancy::Death(p) | Vacancy::Released(p) => cv.position(p),
+            Vacancy::Death(p) | Vacancy::Released(p) | Vacancy::Dropped(p) => cv.position(p),
             Vacancy::Unknown => None,
         };
         let mut steps = my_pos - u32::from(previous.is_some_and(|p| u32::from(p) < my_pos));
