@@ -7,12 +7,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::endpoint::InflightGuard;
+use crate::upstream::h1pool::ResponseGuard;
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
     enum Inner {
-        Stream { #[pin] body: Incoming, guard: Option<InflightGuard> },
+        Stream { #[pin] body: Incoming, guard: Option<ResponseGuard> },
         Full { data: Option<Bytes> },
     }
 }
@@ -66,7 +66,7 @@ impl ProxyBody {
         }
     }
 
-    pub(crate) fn stream_counted(body: Incoming, guard: InflightGuard) -> Self {
+    pub(crate) fn stream_counted(body: Incoming, guard: ResponseGuard) -> Self {
         Self {
             inner: Inner::Stream {
                 body,
@@ -91,10 +91,25 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project().inner.project() {
-            InnerProj::Stream { body, guard } => {
-                let poll = body.poll_frame(cx);
-                if matches!(poll, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-                    guard.take();
+            InnerProj::Stream { mut body, guard } => {
+                let poll = body.as_mut().poll_frame(cx);
+                match &poll {
+                    // The end, or the last frame of a sized body (the server may not poll
+                    // again): the upstream connection can be reused.
+                    Poll::Ready(None) => {
+                        if let Some(mut g) = guard.take() {
+                            g.body_done();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                        if let Some(mut g) = guard.take() {
+                            g.body_done();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        guard.take();
+                    }
+                    _ => {}
                 }
                 poll
             }

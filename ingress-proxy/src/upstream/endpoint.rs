@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use http::uri::{Authority, Scheme};
 
+use super::h1pool::H1Pool;
 use super::health::PassiveState;
 
 /// An upstream address plus the state the balancer and health checks share.
@@ -19,6 +20,8 @@ pub struct Endpoint {
     inflight: AtomicU32,
     passive: PassiveState,
     active_down: AtomicBool,
+    /// Idle HTTP/1.1 connections; kept across reloads with the endpoint.
+    h1: H1Pool,
 }
 
 /// Parses `http://host:port` (no path, query or user info).
@@ -60,6 +63,7 @@ impl Endpoint {
             inflight: AtomicU32::new(0),
             passive: PassiveState::default(),
             active_down: AtomicBool::new(false),
+            h1: H1Pool::default(),
         })
     }
 
@@ -102,6 +106,11 @@ impl Endpoint {
         !self.is_active_down() && !self.passive.is_ejected(now_ms)
     }
 
+    /// The endpoint's HTTP/1.1 connection pool.
+    pub(crate) fn h1_pool(&self) -> &H1Pool {
+        &self.h1
+    }
+
     /// Counts a request in flight until the guard drops.
     pub(crate) fn start_request(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
@@ -112,6 +121,13 @@ impl Endpoint {
 /// Decrements the endpoint's in-flight count on drop (also when the client goes away).
 #[derive(Debug)]
 pub(crate) struct InflightGuard(Arc<Endpoint>);
+
+impl InflightGuard {
+    /// The endpoint the request went to.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.0
+    }
+}
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {

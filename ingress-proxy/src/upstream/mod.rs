@@ -3,6 +3,7 @@
 pub(crate) mod balancer;
 pub(crate) mod client;
 pub(crate) mod endpoint;
+pub(crate) mod h1pool;
 pub(crate) mod health;
 pub(crate) mod service;
 

@@ -10,7 +10,8 @@ use hyper::body::Incoming;
 
 use super::balancer::Balancer;
 use super::client::UpstreamClient;
-use super::endpoint::{Endpoint, InflightGuard};
+use super::endpoint::Endpoint;
+use super::h1pool::{ResponseGuard, SendError};
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
 use crate::config::{PassiveHealth, UpstreamTimeouts};
@@ -93,10 +94,11 @@ fn client_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A response from an endpoint plus the guard that keeps it counted as in flight.
+/// A response from an endpoint plus the guard that keeps it counted as in flight (and holds
+/// its HTTP/1.1 connection until the body ends).
 pub(crate) struct Forwarded {
     pub(crate) response: Response<Incoming>,
-    pub(crate) inflight: InflightGuard,
+    pub(crate) inflight: ResponseGuard,
 }
 
 impl UpstreamService {
@@ -153,21 +155,51 @@ impl UpstreamService {
         let mut tried_retry = false;
         loop {
             let ep = &self.endpoints[idx];
-            *attempt.uri_mut() = Self::upstream_uri(ep, pq.clone());
             if !self.pass_host
                 && let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str())
             {
                 attempt.headers_mut().insert(http::header::HOST, v);
             }
             let guard = ep.start_request();
-            let result =
-                tokio::time::timeout(self.timeouts.response, self.client.request(attempt)).await;
+            let result = if self.version == Version::HTTP_11 {
+                // Our own pool: origin-form target, the connection held by the response body.
+                *attempt.uri_mut() = pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
+                let send = ep
+                    .h1_pool()
+                    .send(ep.authority(), self.timeouts.connect, attempt);
+                match tokio::time::timeout(self.timeouts.response, send).await {
+                    Ok(Ok((response, tx))) => {
+                        let idle = self.timeouts.idle;
+                        let conn = if http_body::Body::is_end_stream(response.body())
+                            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                        {
+                            // Nothing left to read (HEAD, 204, 304, empty): reusable now.
+                            ep.h1_pool().put(tx, idle);
+                            None
+                        } else {
+                            Some((tx, idle))
+                        };
+                        Ok(Ok((response, conn)))
+                    }
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
+            } else {
+                *attempt.uri_mut() = Self::upstream_uri(ep, pq.clone());
+                match tokio::time::timeout(self.timeouts.response, self.client.request(attempt))
+                    .await
+                {
+                    Ok(Ok(response)) => Ok(Ok((response, None))),
+                    Ok(Err(e)) => Ok(Err(SendError::Legacy(e))),
+                    Err(e) => Err(e),
+                }
+            };
             match result {
-                Ok(Ok(response)) => {
+                Ok(Ok((response, conn))) => {
                     ep.passive().record_success();
                     return Ok(Forwarded {
                         response,
-                        inflight: guard,
+                        inflight: ResponseGuard::new(guard, conn),
                     });
                 }
                 Ok(Err(err)) => {
@@ -187,7 +219,7 @@ impl UpstreamService {
                                 "endpoint ejected after connect errors"
                             );
                         }
-                    } else if client_body_failed(&err) {
+                    } else if client_body_failed(err.as_error()) {
                         return Err(UpstreamFailure::ClientBody);
                     } else {
                         self.metrics.other_errors.inc();

@@ -1,0 +1,362 @@
+//! The HTTP/1.1 upstream connection pool: one per endpoint, driving
+//! `hyper::client::conn::http1` connections directly.
+//!
+//! Why not hyper-util's legacy `Client` for HTTP/1.1: per request it hashes a pool key built
+//! from an absolute URI, races a checkout against a lazy connect, and, once the response head
+//! arrives, spawns one more task that waits for the connection to become ready again before it
+//! goes back to the pool. Here the pool lives in the [`Endpoint`](super::Endpoint) (no key, no
+//! lookup), a connection is taken with one uncontended lock and goes back when the response
+//! body ends ([`ResponseGuard`]), without any extra task. The connection task itself is still
+//! spawned once per connection (hyper's `Connection` future), not per request.
+//!
+//! The legacy client is kept for h2c upstreams (shared, multiplexed connections) and for active
+//! health checks.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::endpoint::InflightGuard;
+use crate::body::ProxyBody;
+
+/// Idle connections kept per endpoint at most (as the legacy client's `pool_max_idle_per_host`).
+const MAX_IDLE: usize = 1024;
+
+/// Why sending to an endpoint failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No TCP connection could be made (or the HTTP/1.1 handshake failed): safe to retry.
+    Connect(std::io::Error),
+    /// The request was (maybe partly) sent, or the response was bad.
+    Http(hyper::Error),
+    /// From the legacy client (h2c upstreams).
+    Legacy(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// Whether the request never left (the connection could not be made).
+    pub(crate) fn is_connect(&self) -> bool {
+        match self {
+            SendError::Connect(_) => true,
+            SendError::Http(_) => false,
+            SendError::Legacy(e) => e.is_connect(),
+        }
+    }
+
+    /// The underlying error, for cause inspection.
+    pub(crate) fn as_error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            SendError::Connect(e) => e,
+            SendError::Http(e) => e,
+            SendError::Legacy(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connect: {e}"),
+            SendError::Http(e) => write!(f, "{e}"),
+            SendError::Legacy(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+struct IdleConn {
+    tx: SendRequest<ProxyBody>,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Most recently returned last (taken LIFO: the warmest connection first).
+    idle: Vec<IdleConn>,
+    /// Whether a reaper task is closing expired idle connections.
+    reaping: bool,
+}
+
+/// Idle HTTP/1.1 connections to one endpoint.
+#[derive(Default)]
+pub(crate) struct H1Pool {
+    state: Arc<Mutex<PoolState>>,
+}
+
+impl std::fmt::Debug for H1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Pool")
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl H1Pool {
+    /// Idle connections currently held.
+    pub(crate) fn idle_count(&self) -> usize {
+        lock(&self.state).idle.len()
+    }
+
+    fn take(&self) -> Option<SendRequest<ProxyBody>> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        while let Some(c) = state.idle.pop() {
+            if c.expires > now && !c.tx.is_closed() {
+                return Some(c.tx);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response has been read completely.
+    pub(crate) fn put(&self, tx: SendRequest<ProxyBody>, idle_timeout: Duration) {
+        if tx.is_closed() {
+            return;
+        }
+        let expires = Instant::now() + idle_timeout;
+        let start_reaper = {
+            let mut state = lock(&self.state);
+            if state.idle.len() >= MAX_IDLE {
+                return;
+            }
+            state.idle.push(IdleConn { tx, expires });
+            !std::mem::replace(&mut state.reaping, true)
+        };
+        if start_reaper {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(reap(Arc::downgrade(&self.state)));
+                }
+                Err(_) => lock(&self.state).reaping = false,
+            }
+        }
+    }
+
+    /// Sends `req` (origin-form URI) on an idle connection, or on a new one to `authority`.
+    /// A pooled connection that turns out closed before the request was written is skipped
+    /// (the stale keep-alive race), so only a fresh connection's failure is reported.
+    /// Returns the response and the connection, to be given back with [`H1Pool::put`] once the
+    /// response body has ended.
+    pub(crate) async fn send(
+        &self,
+        authority: &Authority,
+        connect_timeout: Duration,
+        mut req: Request<ProxyBody>,
+    ) -> Result<(Response<Incoming>, SendRequest<ProxyBody>), SendError> {
+        while let Some(mut tx) = self.take() {
+            // A connection given back at the end of a body may still be finishing that
+            // response inside its task.
+            if !tx.is_ready() && tx.ready().await.is_err() {
+                continue;
+            }
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, tx)),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+        let mut tx = connect(authority, connect_timeout).await?;
+        match tx.send_request(req).await {
+            Ok(resp) => Ok((resp, tx)),
+            Err(e) => Err(SendError::Http(e)),
+        }
+    }
+}
+
+fn lock(state: &Mutex<PoolState>) -> std::sync::MutexGuard<'_, PoolState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Closes expired idle connections until the pool is empty (then a later `put` starts a new
+/// reaper), so the idle timeout holds even when traffic stops.
+async fn reap(state: Weak<Mutex<PoolState>>) {
+    loop {
+        let next = {
+            let Some(state) = state.upgrade() else { return };
+            let now = Instant::now();
+            let mut s = lock(&state);
+            s.idle.retain(|c| c.expires > now && !c.tx.is_closed());
+            match s.idle.iter().map(|c| c.expires).min() {
+                Some(next) => next,
+                None => {
+                    s.reaping = false;
+                    return;
+                }
+            }
+        };
+        // Batch expiries a little: one wake-up per 50 ms at most.
+        tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(50))).await;
+    }
+}
+
+/// Dials `authority` (`TCP_NODELAY` on) and starts the connection task.
+async fn connect(
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, SendError> {
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = authority.port_u16().unwrap_or(80);
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(SendError::Connect(e)),
+        Err(_) => {
+            return Err(SendError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect to {authority} timed out after {timeout:?}"),
+            )));
+        }
+    };
+    tcp.set_nodelay(true).map_err(SendError::Connect)?;
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(tx)
+}
+
+/// Keeps a response counted as in flight at its endpoint and holds its HTTP/1.1 connection
+/// until the body ends: then the connection goes back to the endpoint's pool. Dropped before
+/// the end (client gone, error), the connection is closed, never reused mid-response.
+#[derive(Debug)]
+pub(crate) struct ResponseGuard {
+    inflight: InflightGuard,
+    conn: Option<(SendRequest<ProxyBody>, Duration)>,
+}
+
+impl ResponseGuard {
+    pub(crate) fn new(
+        inflight: InflightGuard,
+        conn: Option<(SendRequest<ProxyBody>, Duration)>,
+    ) -> Self {
+        Self { inflight, conn }
+    }
+
+    /// The response body ended cleanly: the connection can serve the next request.
+    pub(crate) fn body_done(&mut self) {
+        if let Some((tx, idle)) = self.conn.take() {
+            self.inflight.endpoint().h1_pool().put(tx, idle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A minimal keep-alive upstream that counts the connections it accepted.
+    async fn upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut have = Vec::new();
+                    loop {
+                        let Ok(n) = s.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have.extend_from_slice(&buf[..n]);
+                        while let Some(i) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                            have.drain(..i + 4);
+                            let r = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(r).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get() -> Request<ProxyBody> {
+        Request::get("/").body(ProxyBody::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reuses_a_connection_after_the_body_ends() {
+        use http_body_util::BodyExt;
+        let (addr, accepted) = upstream().await;
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool = H1Pool::default();
+        for _ in 0..5 {
+            let (resp, tx) = pool
+                .send(&authority, Duration::from_secs(5), get())
+                .await
+                .unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+            pool.put(tx, Duration::from_secs(30));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_idle_connections_are_closed() {
+        let (addr, accepted) = upstream().await;
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool = H1Pool::default();
+        let (resp, tx) = pool
+            .send(&authority, Duration::from_secs(5), get())
+            .await
+            .unwrap();
+        drop(resp);
+        pool.put(tx, Duration::from_millis(1));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.idle_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            pool.idle_count(),
+            0,
+            "the reaper closes expired connections"
+        );
+        let (_resp, _tx) = pool
+            .send(&authority, Duration::from_secs(5), get())
+            .await
+            .unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connect_failure_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let err = H1Pool::default()
+            .send(&authority, Duration::from_secs(5), get())
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err}");
+    }
+}
