@@ -60,7 +60,10 @@ mod tests {
             "[2001:db8::1]:80".parse().unwrap(),
         ]);
         let urls: Vec<_> = svc.endpoints.iter().map(|e| e.url.as_str()).collect();
-        assert_eq!(urls, ["http://198.51.100.2:8080", "http://[2001:db8::1]:80"]);
+        assert_eq!(
+            urls,
+            ["http://198.51.100.2:8080", "http://[2001:db8::1]:80"]
+        );
         assert!(svc.pass_host_header && svc.respond.is_none());
     }
 }

@@ -225,7 +225,10 @@ mod tests {
             service: svc.into(),
             port: ServicePort::Number(80),
         };
-        let web = Arc::new(Backend::new(key("web"), vec!["198.51.100.2:8080".parse().unwrap()]));
+        let web = Arc::new(Backend::new(
+            key("web"),
+            vec!["198.51.100.2:8080".parse().unwrap()],
+        ));
         let api = Arc::new(Backend::new(key("api"), Vec::new()));
         let routes = vec![
             route("ns", "web", "/", &web),

@@ -101,6 +101,14 @@ fn init_logging(json: bool) {
 async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn std::error::Error>> {
     let config = file.proxy();
     let mut builder = Proxy::builder(config.clone());
+    // `[kubernetes]`: routes from Ingresses, certificates from the TLS Secrets they name.
+    let kube = match &file.kubernetes {
+        Some(k) => Some(k8s_glue::KubernetesProvider::start(
+            k.client().await?,
+            k.watch_config(),
+        )),
+        None => None,
+    };
     let mut store = None;
     let needs_tls = config.entrypoints.values().any(|e| e.tls.is_some());
     if needs_tls {
@@ -124,6 +132,9 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
             tls.watch(s.subscribe());
             store = Some(s);
         }
+        if let Some(k) = &kube {
+            tls.watch(k.certificates());
+        }
         builder = builder.tls(tls);
     }
     let challenges = acme_store::challenge::Http01Registry::new();
@@ -132,6 +143,16 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
     if let Some(s) = &store {
         proxy.watch_certificates(s.subscribe());
     }
+    let (_no_kube, idle) = tokio::sync::watch::channel(Arc::default());
+    let mut ingress_routes = match &kube {
+        Some(k) => {
+            if store.is_none() {
+                proxy.watch_certificates(k.certificates());
+            }
+            k.routes()
+        }
+        None => idle,
+    };
     // Signal handlers and the file watcher (with its first fingerprint) are in place before
     // the URLs are printed: whoever reacts to them may already signal or edit the file.
     let mut hup = signal(SignalKind::hangup())?;
@@ -144,6 +165,16 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
         let why = tokio::select! {
             _ = hup.recv() => "SIGHUP",
             Some(()) = changed.recv() => "file changed",
+            Ok(()) = ingress_routes.changed() => {
+                let routes = ingress_routes.borrow_and_update().clone();
+                match proxy.set_external_routes(routes) {
+                    Ok(()) => tracing::debug!("Ingress routes applied"),
+                    Err(e) => tracing::error!(
+                        "Ingress routes rejected, still serving the previous ones: {e}"
+                    ),
+                }
+                continue;
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -179,6 +210,7 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
         tracing::warn!("drain deadline reached; closing the remaining connections");
     }
     drop(store);
+    drop(kube);
     Ok(())
 }
 

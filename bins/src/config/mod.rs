@@ -7,6 +7,7 @@
 //! names the file and the field path.
 
 pub mod acme;
+pub mod kubernetes;
 pub mod proxy;
 pub mod speaker;
 pub mod tls;

@@ -50,6 +50,9 @@ pub struct ConfigFile {
     /// `[speaker]`, parsed by the VIP speaker's module.
     #[serde(default)]
     pub speaker: Option<toml::Table>,
+    /// `[kubernetes]`: route from Ingresses and serve their TLS Secrets.
+    #[serde(default)]
+    pub kubernetes: Option<super::kubernetes::KubernetesSection>,
 }
 
 impl ConfigFile {
