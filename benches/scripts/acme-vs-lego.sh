@@ -13,7 +13,8 @@
 # certificates exist (fairway: in acme.json; lego: 100 .crt files); account registration counts.
 #
 # Usage: benches/scripts/acme-vs-lego.sh     (env: N=100 INFLIGHT=32 LEGO_PARALLEL=$N
-#        FAIRWAY_PROFILE=release|debug FAIRWAY_PEBBLE=... FAIRWAY_PEBBLE_CHALLTESTSRV=...
+#        FAIRWAY_PROFILE=release|debug FAIRWAY_CONTROLLER=prebuilt-binary FAIRWAY_PEBBLE=...
+#        FAIRWAY_PEBBLE_CHALLTESTSRV=...
 #        KEEP=1 keeps the scratch directory with every log, SKIP_LEGO=1 runs fairway only)
 # Needs: pebble, pebble-challtestsrv (Debian pebble), lego, nginx (nginx-light), openssl, curl, bc, cargo.
 set -euo pipefail
@@ -33,13 +34,17 @@ for tool in "$PEBBLE" "$CHALLTESTSRV" lego nginx openssl cargo; do
     command -v "$tool" >/dev/null || { echo "acme-vs-lego: $tool not found" >&2; exit 2; }
 done
 
-echo "building fairway-controller ($PROFILE)..." >&2
-if [ "$PROFILE" = release ]; then
-    cargo build --quiet --release -p bins --bin fairway-controller --manifest-path "$ROOT/Cargo.toml"
+if [ -n "${FAIRWAY_CONTROLLER:-}" ]; then
+    CONTROLLER=$FAIRWAY_CONTROLLER   # a prebuilt binary (A/B runs); no build
 else
-    cargo build --quiet -p bins --bin fairway-controller --manifest-path "$ROOT/Cargo.toml"
+    echo "building fairway-controller ($PROFILE)..." >&2
+    if [ "$PROFILE" = release ]; then
+        cargo build --quiet --release -p bins --bin fairway-controller --manifest-path "$ROOT/Cargo.toml"
+    else
+        cargo build --quiet -p bins --bin fairway-controller --manifest-path "$ROOT/Cargo.toml"
+    fi
+    CONTROLLER="$CARGO_TARGET_DIR/$PROFILE/fairway-controller"
 fi
-CONTROLLER="$CARGO_TARGET_DIR/$PROFILE/fairway-controller"
 
 WORK=$(mktemp -d /tmp/acme-vs-lego.XXXXXX)
 PIDS=()

@@ -109,7 +109,7 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
         )),
         None => None,
     };
-    let mut store = None;
+    let (mut store, mut alpn) = (None, None);
     let needs_tls = config.entrypoints.values().any(|e| e.tls.is_some());
     if needs_tls {
         let mut settings = tls_acceptor::TlsSettings {
@@ -130,16 +130,24 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
             };
             let s = acme_store::FileStore::open(path, opts)?;
             tls.watch(s.subscribe());
-            store = Some(s);
+            store = Some(Arc::new(s));
         }
         if let Some(k) = &kube {
             tls.watch(k.certificates());
         }
+        alpn = Some(tls.challenges().clone());
         builder = builder.tls(tls);
     }
     let challenges = acme_store::challenge::Http01Registry::new();
-    builder = builder.challenges(Arc::new(challenges));
+    builder = builder.challenges(Arc::new(challenges.clone()));
     let proxy = builder.start().await?;
+    // `[acme]` present: issue in-process (single node), under the same file lock as the controller.
+    let parts = bins::proxy_acme::ProxyParts {
+        store: store.clone(),
+        http01: &challenges,
+        alpn,
+    };
+    let _issuer = bins::proxy_acme::spawn(&args.config, parts)?;
     if let Some(s) = &store {
         proxy.watch_certificates(s.subscribe());
     }
