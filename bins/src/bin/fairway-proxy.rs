@@ -129,7 +129,10 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
                 ..Default::default()
             };
             let s = acme_store::FileStore::open(path, opts)?;
-            tls.watch(s.subscribe());
+            // With `[kubernetes]` the served certificates come from the Secrets instead.
+            if kube.is_none() {
+                tls.watch(s.subscribe());
+            }
             store = Some(Arc::new(s));
         }
         if let Some(k) = &kube {
@@ -148,15 +151,18 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
         alpn,
     };
     let _issuer = bins::proxy_acme::spawn(&args.config, parts)?;
-    if let Some(s) = &store {
+    if let (Some(s), None) = (&store, &kube) {
         proxy.watch_certificates(s.subscribe());
     }
     let (_no_kube, idle) = tokio::sync::watch::channel(Arc::default());
     let mut ingress_routes = match &kube {
         Some(k) => {
-            if store.is_none() {
-                proxy.watch_certificates(k.certificates());
+            if store.is_some() {
+                tracing::warn!(
+                    "[tls] store is not served with [kubernetes]: certificates come from the Ingresses' TLS Secrets"
+                );
             }
+            proxy.watch_certificates(k.certificates());
             k.routes()
         }
         None => idle,
