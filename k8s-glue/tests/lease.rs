@@ -42,8 +42,9 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     let h = history.clone();
     let recorder = tokio::spawn(async move {
         let mut w = watcher(leases, watcher::Config::default()).boxed();
-        while let Some(Ok(ev)) = w.next().await {
-            if let watcher::Event::Apply(l) | watcher::Event::InitApply(l) = ev {
+        // A watch error (the watcher retries by itself) must not end the recording.
+        while let Some(ev) = w.next().await {
+            if let Ok(watcher::Event::Apply(l) | watcher::Event::InitApply(l)) = ev {
                 let spec = l.spec.unwrap_or_default();
                 h.lock()
                     .unwrap()
@@ -99,6 +100,17 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     );
     assert!(c.current().epoch > epoch_b);
     drop(c);
+    // The recorder's watch may lag the electors on a busy box: let it see c's term.
+    let seen = Instant::now() + Duration::from_secs(10);
+    while !history
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(h, _)| h.as_deref() == Some("c"))
+        && Instant::now() < seen
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     recorder.abort();
 
     // The API server's history: a new holder always comes with a growing leaseTransitions.
@@ -107,7 +119,8 @@ async fn leader_crash_hands_over_within_the_lease_and_never_two_holders() {
     assert!(
         holders.contains(&"a".to_string())
             && holders.contains(&"b".to_string())
-            && holders.contains(&"c".to_string())
+            && holders.contains(&"c".to_string()),
+        "the API server never showed every holder: {history:?}"
     );
     for w in history.windows(2) {
         let ((h0, t0), (h1, t1)) = (&w[0], &w[1]);
