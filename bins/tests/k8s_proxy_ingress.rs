@@ -1,6 +1,7 @@
 //! `fairway-proxy` with the Kubernetes provider against a real kube-apiserver: an Ingress, its
 //! Service and an EndpointSlice pointing at a real upstream (nginx in a network namespace; the
-//! API server refuses loopback slice addresses) become a route the proxy serves; rotating the
+//! API server refuses loopback slice addresses) become a route the proxy serves (in each of two
+//! watched namespaces); rotating the
 //! Ingress's TLS Secret changes the certificate served for its host; deleting the Ingress makes
 //! the host 404.
 
@@ -179,14 +180,14 @@ fn spawn_proxy(config: &std::path::Path, log: &std::path::Path) -> Proxy {
 }
 
 /// Status line and body of one plain request through the proxy.
-fn http_get(port: u16, path: &str) -> String {
+fn http_get(port: u16, host: &str, path: &str) -> String {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     );
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
@@ -290,29 +291,10 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete() {
-    let server = ApiServer::shared();
-    let client = server.client().await.unwrap();
-    let ns = server.fresh_namespace(&client, "k8sproxy").await.unwrap();
-    let class = format!("fairway-{ns}");
-    Api::<IngressClass>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IngressClass {
-                metadata: meta(&class),
-                spec: Some(IngressClassSpec {
-                    controller: Some(k8s_glue::routes::CONTROLLER_NAME.into()),
-                    ..Default::default()
-                }),
-            },
-        )
-        .await
-        .unwrap();
-    let _upstream = NetnsUpstream::start();
-
+/// Service `web` (port `http`) and its EndpointSlice pointing at the netns upstream, in `ns`.
+async fn backend(client: &kube::Client, ns: &str) {
     let pp = PostParams::default();
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let svc = Service {
         metadata: meta("web"),
         spec: Some(ServiceSpec {
@@ -350,10 +332,35 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
             ..Default::default()
         }]),
     };
-    Api::<EndpointSlice>::namespaced(client.clone(), &ns)
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
         .create(&pp, &slice)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete() {
+    let server = ApiServer::shared();
+    let client = server.client().await.unwrap();
+    let ns = server.fresh_namespace(&client, "k8sproxy").await.unwrap();
+    let class = format!("fairway-{ns}");
+    Api::<IngressClass>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &IngressClass {
+                metadata: meta(&class),
+                spec: Some(IngressClassSpec {
+                    controller: Some(k8s_glue::routes::CONTROLLER_NAME.into()),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let _upstream = NetnsUpstream::start();
+
+    let pp = PostParams::default();
+    backend(&client, &ns).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let (crt_a, key_a, der_a) = certificate();
     secrets
@@ -370,6 +377,21 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
     .unwrap();
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     ingresses.create(&pp, &ingress).await.unwrap();
+    // A second watched namespace: its own Service, slice and Ingress (another host).
+    let ns2 = server.fresh_namespace(&client, "k8sproxy2").await.unwrap();
+    backend(&client, &ns2).await;
+    let second: Ingress = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "second"},
+        "spec": {"ingressClassName": class, "rules": [{"host": "b.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}
+        ]}}]}
+    }))
+    .unwrap();
+    Api::<Ingress>::namespaced(client.clone(), &ns2)
+        .create(&pp, &second)
+        .await
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("fairway.toml");
@@ -378,7 +400,7 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
         format!(
             "[entrypoints.web]\naddress = \"127.0.0.1:0\"\n\
              [entrypoints.websecure]\naddress = \"127.0.0.1:0\"\ntls = {{ alpn = [\"http/1.1\"] }}\n\
-             [kubernetes]\nkubeconfig = {:?}\nnamespace = {ns:?}\n",
+             [kubernetes]\nkubeconfig = {:?}\nnamespaces = [{ns:?}, {ns2:?}]\n",
             server.kubeconfig_path().display().to_string()
         ),
     )
@@ -389,13 +411,20 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
     // The Ingress path routes to the upstream; a path outside it does not.
     let web = proxy.web;
     eventually("the Ingress route to the upstream", &log, || async move {
-        tokio::task::spawn_blocking(move || http_get(web, "/app/x"))
+        tokio::task::spawn_blocking(move || http_get(web, HOST, "/app/x"))
             .await
             .unwrap()
             .contains("upstream /app/x")
     })
     .await;
-    let other = tokio::task::spawn_blocking(move || http_get(web, "/other"))
+    eventually("the second namespace's route", &log, || async move {
+        tokio::task::spawn_blocking(move || http_get(web, "b.example.com", "/b"))
+            .await
+            .unwrap()
+            .contains("upstream /b")
+    })
+    .await;
+    let other = tokio::task::spawn_blocking(move || http_get(web, HOST, "/other"))
         .await
         .unwrap();
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
@@ -423,7 +452,7 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
         .await
         .unwrap();
     eventually("404 after deleting the Ingress", &log, || async move {
-        tokio::task::spawn_blocking(move || http_get(web, "/app/x"))
+        tokio::task::spawn_blocking(move || http_get(web, HOST, "/app/x"))
             .await
             .unwrap()
             .starts_with("HTTP/1.1 404")

@@ -30,10 +30,11 @@ pub const SERVICE_PREFIX: &str = "k8s/";
 /// A running provider. Dropping it stops the watches, the Secret stores and the feeds.
 #[derive(Debug)]
 pub struct KubernetesProvider {
-    watcher: IngressWatcher,
+    _watchers: Vec<IngressWatcher>,
+    published: watch::Receiver<Published>,
     routes: watch::Receiver<Arc<ExternalRoutes>>,
     certificates: watch::Receiver<Arc<Snapshot>>,
-    tasks: [JoinHandle<()>; 2],
+    tasks: [JoinHandle<()>; 3],
 }
 
 impl Drop for KubernetesProvider {
@@ -46,20 +47,44 @@ impl KubernetesProvider {
     /// Starts watching on the current runtime. Nothing is sent on [`KubernetesProvider::routes`]
     /// until every watch has listed (a starting proxy never serves a partial table).
     pub fn start(client: Client, config: WatchConfig) -> Self {
-        let watcher = IngressWatcher::start(client.clone(), config);
+        Self::start_namespaces(client, config, &[])
+    }
+
+    /// Like [`KubernetesProvider::start`], watching each of `namespaces` (one watcher each,
+    /// routes compiled together); empty: `config.namespace` alone.
+    pub fn start_namespaces(client: Client, config: WatchConfig, namespaces: &[String]) -> Self {
+        let watchers: Vec<IngressWatcher> = if namespaces.is_empty() {
+            vec![IngressWatcher::start(client.clone(), config)]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| {
+                    let config = WatchConfig {
+                        namespace: Some(ns.clone()),
+                        ..config.clone()
+                    };
+                    IngressWatcher::start(client.clone(), config)
+                })
+                .collect()
+        };
+        let slot = Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new()));
+        let (published_tx, published) = watch::channel(Published::default());
+        let combine_task = tokio::spawn(combine(
+            watchers.iter().map(IngressWatcher::subscribe).collect(),
+            watchers.iter().map(IngressWatcher::routes_slot).collect(),
+            Arc::clone(&slot),
+            published_tx,
+        ));
         let (routes_tx, routes) = watch::channel(Arc::new(ExternalRoutes::default()));
         let (certs_tx, certificates) = watch::channel(Arc::new(Snapshot::empty()));
-        let feed = tokio::spawn(feed_routes(
-            watcher.subscribe(),
-            watcher.routes_slot(),
-            routes_tx,
-        ));
-        let certs = tokio::spawn(feed_certificates(client, watcher.subscribe(), certs_tx));
+        let feed = tokio::spawn(feed_routes(published.clone(), slot, routes_tx));
+        let certs = tokio::spawn(feed_certificates(client, published.clone(), certs_tx));
         KubernetesProvider {
-            watcher,
+            _watchers: watchers,
+            published,
             routes,
             certificates,
-            tasks: [feed, certs],
+            tasks: [combine_task, feed, certs],
         }
     }
 
@@ -75,9 +100,10 @@ impl KubernetesProvider {
         self.certificates.clone()
     }
 
-    /// The watcher's publications (generations, counts, warnings, referenced Secrets).
+    /// The watchers' publications, combined (generations and counts summed; the table
+    /// generation stays 0 until every watcher has synced; warnings and Secrets joined).
     pub fn published(&self) -> watch::Receiver<Published> {
-        self.watcher.subscribe()
+        self.published.clone()
     }
 }
 
@@ -96,6 +122,45 @@ pub fn external_routes(routes: &[KubeRoute]) -> ExternalRoutes {
         out.routes.push(r.clone().map_backend(|_| name));
     }
     out
+}
+
+/// Joins several watchers' publications and routes into one.
+async fn combine(
+    mut rxs: Vec<watch::Receiver<Published>>,
+    slots: Vec<Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>>,
+    slot: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
+    tx: watch::Sender<Published>,
+) {
+    loop {
+        let changes = rxs.iter_mut().map(|r| Box::pin(r.changed()));
+        let (changed, _, _) = futures_util::future::select_all(changes).await;
+        if changed.is_err() {
+            break;
+        }
+        let pubs: Vec<Published> = rxs
+            .iter_mut()
+            .map(|r| r.borrow_and_update().clone())
+            .collect();
+        let all_synced = pubs.iter().all(|p| p.table_generation > 0);
+        let mut joined = Published::default();
+        for p in &pubs {
+            joined.table_generation += p.table_generation;
+            joined.endpoints_generation += p.endpoints_generation;
+            joined.ingresses += p.ingresses;
+            joined.routes += p.routes;
+            joined.warnings.extend(p.warnings.iter().cloned());
+            joined.tls_secrets.extend(p.tls_secrets.iter().cloned());
+        }
+        if !all_synced {
+            joined.table_generation = 0;
+        }
+        let routes: Vec<KubeRoute> = slots
+            .iter()
+            .flat_map(|s| s.load().iter().cloned().collect::<Vec<_>>())
+            .collect();
+        slot.store(Arc::new(routes));
+        tx.send_replace(joined);
+    }
 }
 
 async fn feed_routes(

@@ -103,9 +103,10 @@ async fn run(args: Args, file: bins::config::ConfigFile) -> Result<(), Box<dyn s
     let mut builder = Proxy::builder(config.clone());
     // `[kubernetes]`: routes from Ingresses, certificates from the TLS Secrets they name.
     let kube = match &file.kubernetes {
-        Some(k) => Some(k8s_glue::KubernetesProvider::start(
+        Some(k) => Some(k8s_glue::KubernetesProvider::start_namespaces(
             k.client().await?,
             k.watch_config(),
+            &k.namespaces,
         )),
         None => None,
     };

@@ -6,7 +6,7 @@
 //! [kubernetes]
 //! kubeconfig = "/etc/fairway/kubeconfig"   # absent: in-cluster service account
 //! controller = "fairway.dev/ingress-controller"
-//! namespace = "web"                         # absent: every namespace (cluster-wide RBAC)
+//! namespaces = ["web", "shop"]              # absent/empty: every namespace (cluster-wide RBAC)
 //! default_class = false                     # also take class-less Ingresses
 //! status_ips = ["198.51.100.10"]            # written to Ingress status.loadBalancer
 //! ```
@@ -27,9 +27,9 @@ pub struct KubernetesSection {
     /// Our IngressClass controller name: Ingresses of classes with this `spec.controller` are ours.
     #[serde(default = "default_controller")]
     pub controller: String,
-    /// Watch this namespace only (absent: all namespaces).
+    /// Watch these namespaces only (empty: all namespaces).
     #[serde(default)]
-    pub namespace: Option<String>,
+    pub namespaces: Vec<String>,
     /// Take Ingresses without a class even if none of our IngressClasses is marked default.
     #[serde(default)]
     pub default_class: bool,
@@ -62,11 +62,10 @@ pub enum KubernetesError {
 }
 
 impl KubernetesSection {
-    /// What the Ingress watcher needs.
+    /// What each Ingress watcher needs (the namespaces are [`KubernetesSection::namespaces`]).
     pub fn watch_config(&self) -> k8s_glue::WatchConfig {
         k8s_glue::WatchConfig {
             controller: self.controller.clone(),
-            namespace: self.namespace.clone(),
             status_ips: self.status_ips.clone(),
             default_class: self.default_class,
             ..Default::default()
@@ -102,11 +101,12 @@ mod tests {
 
     #[test]
     fn defaults_and_fields() {
-        let s: KubernetesSection = toml::from_str("namespace = \"web\"").unwrap();
+        let s: KubernetesSection = toml::from_str("namespaces = [\"web\"]").unwrap();
         assert_eq!(s.controller, k8s_glue::routes::CONTROLLER_NAME);
         assert_eq!(s.kubeconfig, None);
         let w = s.watch_config();
-        assert_eq!(w.namespace.as_deref(), Some("web"));
+        assert_eq!(s.namespaces, ["web"]);
+        assert_eq!(w.namespace, None);
         assert!(!w.default_class);
         let s: KubernetesSection = toml::from_str(
             "kubeconfig = \"k.yaml\"\ndefault_class = true\nstatus_ips = [\"198.51.100.10\"]",
@@ -114,7 +114,7 @@ mod tests {
         .unwrap();
         assert!(s.watch_config().default_class);
         assert_eq!(s.status_ips, ["198.51.100.10".parse::<IpAddr>().unwrap()]);
-        assert!(toml::from_str::<KubernetesSection>("namespaces = []").is_err());
+        assert!(toml::from_str::<KubernetesSection>("namespace = \"web\"").is_err());
     }
 
     #[tokio::test]
