@@ -1,9 +1,8 @@
 //! `fairway-proxy` with the Kubernetes provider against a real kube-apiserver: an Ingress, its
 //! Service and an EndpointSlice pointing at a real upstream (nginx in a network namespace; the
 //! API server refuses loopback slice addresses) become a route the proxy serves (in each of two
-//! watched namespaces); rotating the
-//! Ingress's TLS Secret changes the certificate served for its host; deleting the Ingress makes
-//! the host 404.
+//! watched namespaces); rotating the Ingress's TLS Secret changes the certificate served for its
+//! host; deleting the Ingress makes the host 404. Also: the deployed config passes `--check`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
