@@ -702,7 +702,12 @@ fn arp_only_mode_answers_arp_from_user_space_and_moves() {
             let new = (0..3).find(|&i| Some(mac(i)) == n).expect("a node's MAC");
             let end = Instant::now() + Duration::from_secs(2);
             while t.status(new)["vips"][0]["local"] != true {
-                assert!(Instant::now() < end, "n{} answers but does not own\n{}", new + 1, t.logs());
+                assert!(
+                    Instant::now() < end,
+                    "n{} answers but does not own\n{}",
+                    new + 1,
+                    t.logs()
+                );
                 thread::sleep(Duration::from_millis(20));
             }
             break;

@@ -349,7 +349,10 @@ fn describe_ingress_route<B>(route: &IngressRoute<B>) -> (String, String) {
             path_type,
             path,
         } => (
-            format!("ingress/{}/{}/{rule_index}/{path_index}", o.namespace, o.name),
+            format!(
+                "ingress/{}/{}/{rule_index}/{path_index}",
+                o.namespace, o.name
+            ),
             format!(
                 "Ingress host {}, {path_type} {path}",
                 host.as_deref().filter(|h| !h.is_empty()).unwrap_or("*")

@@ -173,13 +173,9 @@ async fn serve_admin(
                 let snapshot = status.borrow().clone();
                 let path = req.uri().path();
                 // The dashboard page and /api/v1 (VIPs, per-node state, failovers).
-                let resp = bins::dashboard::speaker::answer(
-                    path,
-                    &snapshot,
-                    &history,
-                    SystemTime::now(),
-                )
-                .unwrap_or_else(|| respond(path, &snapshot));
+                let resp =
+                    bins::dashboard::speaker::answer(path, &snapshot, &history, SystemTime::now())
+                        .unwrap_or_else(|| respond(path, &snapshot));
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = http1::Builder::new()

@@ -377,12 +377,7 @@ impl State {
     }
 }
 
-async fn run(
-    client: Client,
-    config: WatchConfig,
-    slots: Slots,
-    tx: watch::Sender<Published>,
-) {
+async fn run(client: Client, config: WatchConfig, slots: Slots, tx: watch::Sender<Published>) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
