@@ -51,8 +51,13 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "cargo package (library crates)"
 # Each library crate must be publishable on its own: package and verify-build every one of them
 # (cargo resolves their path dependencies on each other through a temporary local registry).
-cargo package --locked -q \
-  -p acme-store -p ingress-router -p tls-acceptor -p ingress-proxy -p vip-failover -p acme-issuer -p k8s-glue
+# Cargo treats a registry crate as immutable: it reuses both the unpacked sources of a verified
+# name-version (`registry/src/-<hash>/`) and its compiled artifacts, so a rerun would verify
+# against stale copies of our own crates. Clear both first (dependencies stay cached).
+LIBS=(acme-store ingress-router tls-acceptor ingress-proxy vip-failover acme-issuer k8s-glue)
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/ "$CARGO_TARGET_DIR/package"
+cargo clean -q "${LIBS[@]/#/--package=}"
+cargo package --locked -q "${LIBS[@]/#/--package=}"
 
 echo
 echo "== all checks passed"

@@ -5,49 +5,13 @@
 
 mod controller_common;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use controller_common::pebble::{Pebble, PebbleOptions, free_port, install_crypto};
-use controller_common::{http_get, metric, spawn_controller, wait_until};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn verified_handshake(port: u16, name: &str, root_pem: &str) -> Result<(), String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let server_name =
-        rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
-        .await
-        .map_err(|_| "handshake timed out".to_owned())?
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
+use controller_common::{
+    KillOnDrop, http_get, metric, spawn_controller, verified_handshake, wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_issues_and_proxy_serves_verified_certificate() {

@@ -14,6 +14,11 @@ use serde::Deserialize;
 use super::tls::TlsSection;
 
 /// A whole Fairway configuration file.
+///
+/// The proxy's sections repeat [`ProxyConfig`]'s fields instead of `#[serde(flatten)]`-ing it
+/// because serde cannot combine `flatten` with `deny_unknown_fields`, and a misspelt top-level
+/// section must be an error that names it. `[acme]` and `[speaker]` stay raw tables here: their
+/// own modules (`config::acme`, `config::speaker`) parse and validate them from the same text.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Start `fairway-controller --config <config>`, logging to `<log>`.
@@ -99,4 +100,44 @@ pub fn now_nanos() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64
+}
+
+/// A child process killed and reaped when the test ends, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TLS handshake to `127.0.0.1:port` for `name` by a client that trusts only `root_pem`
+/// (Pebble's root): proof that the served certificate chains to the ACME CA.
+pub async fn verified_handshake(port: u16, name: &str, root_pem: &str) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(name.to_owned()).map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| "handshake timed out".to_owned())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
