@@ -758,7 +758,7 @@ fn speaker_dashboard_shows_vips_nodes_and_failovers() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let admin = listener.local_addr().unwrap().port();
-    rt.spawn(bins::dashboard::serve(listener, move |path| {
+    rt.spawn(bins::dashboard::serve(listener, None, move |path| {
         answer(path, &now, &history, SystemTime::now())
             .unwrap_or_else(|| bins::dashboard::error(hyper::StatusCode::NOT_FOUND, "not found"))
     }));

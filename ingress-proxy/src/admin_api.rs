@@ -17,17 +17,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use acme_store::Snapshot;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
 use crate::config::{AdminConfig, LoadBalancing, ProxyConfig};
+#[cfg(test)]
+use crate::dashboard::constant_time_eq;
+use crate::dashboard::is_public;
 use crate::error::ConfigError;
 use crate::runtime::Runtime;
 use crate::server::Shared;
 use crate::upstream::service::ServiceKind;
+#[cfg(test)]
+use http::header::AUTHORIZATION;
 
 /// The API version served under `/api/v1`.
 pub(crate) const API_VERSION: u32 = 1;
@@ -103,39 +108,19 @@ impl std::fmt::Debug for DashboardState {
 
 /// Checks the `[admin]` section: a listener reachable from other hosts needs a token.
 pub(crate) fn check_admin_config(admin: &AdminConfig) -> Result<(), ConfigError> {
-    if !admin.address.ip().is_loopback() && admin.token_file.is_none() {
-        return Err(ConfigError::new(
-            "admin.token_file",
-            format!(
-                "the admin listener {} is not on loopback; set a bearer token file",
-                admin.address
-            ),
-        ));
+    match crate::dashboard::missing_token_reason(admin.address, admin.token_file.is_some()) {
+        Some(reason) => Err(ConfigError::new("admin.token_file", reason)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn read_token(admin: &AdminConfig) -> Result<Option<Box<str>>, ConfigError> {
     let Some(path) = &admin.token_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(
-            "admin.token_file",
-            format!("cannot read {}: {e}", path.display()),
-        )
-    })?;
-    let token = text.trim();
-    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::new(
-            "admin.token_file",
-            format!(
-                "{}: the token must be one word of at least 16 characters",
-                path.display()
-            ),
-        ));
-    }
-    Ok(Some(token.into()))
+    crate::dashboard::read_token_file(path)
+        .map(Some)
+        .map_err(|reason| ConfigError::new("admin.token_file", reason))
 }
 
 impl DashboardState {
@@ -200,26 +185,8 @@ impl DashboardState {
 
     /// Whether `headers` carry the configured bearer token (always true without a token).
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(given) = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+        crate::dashboard::authorized(self.token.as_deref(), headers)
     }
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
@@ -234,12 +201,6 @@ fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
 
 fn error_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
     json_response(status, &json!({ "error": message }))
-}
-
-/// Paths anyone on the admin listener may read: probes and the static page (the page itself
-/// holds no data; it asks for the token and sends it with every API call).
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/" | "/favicon.ico") || path.starts_with("/dashboard")
 }
 
 /// Answers the dashboard's paths and enforces the bearer token on every non-public path.

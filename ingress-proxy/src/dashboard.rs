@@ -42,6 +42,60 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 
+/// Paths anyone on an admin listener may read: probes and the static page (the page itself
+/// holds no data; it asks for the token and sends it with every API call). Shared by every
+/// Fairway binary's admin listener so they gate the same paths.
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/" | "/favicon.ico") || path.starts_with("/dashboard")
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` (always true without a token).
+/// Compared in constant time so the token cannot be guessed byte by byte.
+pub fn authorized(token: Option<&str>, headers: &http::HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+}
+
+/// Compares without an early exit on the first differing byte.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads an admin bearer token file: one word of at least 16 characters. The error says why
+/// (with the file's path) but never contains the token.
+pub fn read_token_file(path: &std::path::Path) -> Result<Box<str>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{}: the token must be one word of at least 16 characters",
+            path.display()
+        ));
+    }
+    Ok(token.into())
+}
+
+/// Why an admin listener on `address` needs a token file, or `None` when it may run without
+/// one (loopback, or a token is set): a listener reachable from other hosts must be gated.
+pub fn missing_token_reason(address: std::net::SocketAddr, has_token: bool) -> Option<String> {
+    (!address.ip().is_loopback() && !has_token).then(|| {
+        format!("the admin listener {address} is not on loopback; set a bearer token file")
+    })
+}
+
 /// The embedded file served at `path` (`/`, `/dashboard/`, `/dashboard/app.js`,
 /// `/dashboard/app.css`), if any.
 pub fn asset(path: &str) -> Option<Asset> {

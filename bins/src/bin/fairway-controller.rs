@@ -142,12 +142,18 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", config.path.display()))?;
 
     if let Some(addr) = config.section.admin_address {
+        let token = bins::dashboard::load_token(
+            "acme.admin_token_file",
+            config.section.admin_token_file.as_deref(),
+        )
+        .map_err(|e| format!("{}: {e}", config.path.display()))?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("acme.admin_address {addr}: {e}"))?;
         // /metrics, /healthz, and the dashboard's certificates + ACME leadership.
         tokio::spawn(bins::dashboard::controller::serve(
             listener,
+            token,
             issuer.status(),
             snapshots,
             config.options().renewal,

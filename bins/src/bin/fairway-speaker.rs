@@ -90,6 +90,16 @@ fn main() -> ExitCode {
             }
         };
         if let Some(addr) = config.admin {
+            let token = match bins::dashboard::load_token(
+                "speaker.admin_token_file",
+                config.admin_token_file.as_deref(),
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("fairway-speaker: {}: {e}", args.config.display());
+                    return ExitCode::from(2);
+                }
+            };
             let listener = match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -97,7 +107,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tokio::spawn(serve_admin(listener, speaker.status()));
+            tokio::spawn(serve_admin(listener, token, speaker.status()));
         }
         let health = config.health_tcp.map(|addr| {
             let (tx, rx) = watch::channel(true);
@@ -159,6 +169,7 @@ async fn shutdown_signal() {
 
 async fn serve_admin(
     listener: tokio::net::TcpListener,
+    token: Option<Arc<str>>,
     status: watch::Receiver<Arc<SpeakerStatus>>,
 ) {
     let history = bins::dashboard::speaker::VipHistory::track(status.clone());
@@ -168,15 +179,20 @@ async fn serve_admin(
         };
         let status = status.clone();
         let history = history.clone();
+        let token = token.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let snapshot = status.borrow().clone();
                 let path = req.uri().path();
+                // The same bearer-token gate as the proxy's and the controller's.
+                if let Some(denied) = bins::dashboard::gate(token.as_deref(), path, req.headers()) {
+                    return std::future::ready(Ok::<_, Infallible>(denied));
+                }
                 // The dashboard page and /api/v1 (VIPs, per-node state, failovers).
                 let resp =
                     bins::dashboard::speaker::answer(path, &snapshot, &history, SystemTime::now())
                         .unwrap_or_else(|| respond(path, &snapshot));
-                async move { Ok::<_, Infallible>(resp) }
+                std::future::ready(Ok::<_, Infallible>(resp))
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -13,6 +13,7 @@
 //! challenge_address = "127.0.0.1:8089"  # HTTP-01 tokens, bound by the leader only; proxies forward to it
 //! tls_challenge_address = "127.0.0.1:8444" # optional acme-tls/1 responder
 //! admin_address = "127.0.0.1:9901"      # /metrics, /healthz
+//! # admin_token_file = "admin.token"  # bearer token; required when admin_address is off loopback
 //! max_in_flight = 4
 //! budget = { orders = 10, window_secs = 10 }
 //! backoff = { initial_secs = 60, cap_secs = 21600 }
@@ -76,6 +77,11 @@ pub struct AcmeSection {
     /// Admin listener (`/metrics`, `/healthz`).
     #[serde(default)]
     pub admin_address: Option<SocketAddr>,
+    /// File holding the bearer token every admin request but `/healthz`, `/readyz` and the
+    /// static page must send (as the proxy's `[admin] token_file`). Required when
+    /// `admin_address` is not on loopback; relative to the config file. Read at start.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
     /// Orders in flight at once (default 4).
     #[serde(default)]
     pub max_in_flight: Option<usize>,
@@ -252,6 +258,13 @@ pub fn parse(path: &Path, text: &str) -> Result<AcmeConfig, AcmeConfigError> {
     let mut section = view
         .acme
         .ok_or_else(|| err("acme", "missing [acme] section".into()))?;
+    if let Some(addr) = section.admin_address {
+        let has_token = section.admin_token_file.is_some();
+        if let Some(reason) = ingress_proxy::dashboard::missing_token_reason(addr, has_token) {
+            return Err(err("acme.admin_token_file", reason));
+        }
+    }
+    section.admin_token_file = section.admin_token_file.as_ref().map(|p| base.join(p));
     let store = section
         .store
         .clone()
@@ -571,6 +584,22 @@ sans = ["app.example.test"]
         let bad = FILE.replace("[acme]\n", "[acme]\nlock_file = \"data/acme.json.lock\"\n");
         let e = parse(Path::new("f.toml"), &bad).unwrap_err().to_string();
         assert!(e.contains("acme.lock_file: collides"), "{e}");
+
+        let bad = FILE.replace("[acme]\n", "[acme]\nadmin_address = \"0.0.0.0:9901\"\n");
+        let e = parse(Path::new("f.toml"), &bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.toml: acme.admin_token_file: the admin listener 0.0.0.0:9901"),
+            "{e}"
+        );
+        let ok = bad.replace(
+            "admin_address = \"0.0.0.0:9901\"\n",
+            "admin_address = \"0.0.0.0:9901\"\nadmin_token_file = \"token\"\n",
+        );
+        let c = parse(Path::new("conf/f.toml"), &ok).unwrap();
+        assert_eq!(
+            c.section.admin_token_file.as_deref(),
+            Some(Path::new("conf/token"))
+        );
 
         let e = parse(Path::new("f.toml"), "[tls]\nstore = \"x\"\n")
             .unwrap_err()

@@ -14,6 +14,7 @@
 //! # refresh_secs = 30              # periodic gratuitous ARP / NA
 //! # listen = "0.0.0.0:7946"        # default: this node's address in `nodes`
 //! admin = "127.0.0.1:9901"         # optional: /metrics and /status
+//! # admin_token_file = "/etc/fairway/admin.token" # bearer token; required when admin is off loopback
 //! # health_tcp = "127.0.0.1:443"   # optional: hold VIPs only while this accepts connections
 //!
 //! [speaker.nodes]                  # every node and its heartbeat address
@@ -149,6 +150,10 @@ pub struct SpeakerConfig {
     pub listen: Option<SocketAddr>,
     /// Admin listener for `/metrics` and `/status`.
     pub admin: Option<SocketAddr>,
+    /// File holding the bearer token every admin request but `/healthz`, `/readyz` and the
+    /// static page must send (as the proxy's `[admin] token_file`). Required when `admin` is
+    /// not on loopback. Read at start.
+    pub admin_token_file: Option<PathBuf>,
     /// Local readiness check: while a TCP connect to this address (e.g. the proxy's listener on
     /// this node) fails three times in a row, the node gives up its VIPs and is skipped.
     pub health_tcp: Option<SocketAddr>,
@@ -189,6 +194,12 @@ impl SpeakerConfig {
             field,
             message,
         };
+        if let Some(addr) = self.admin {
+            let has_token = self.admin_token_file.is_some();
+            if let Some(reason) = ingress_proxy::dashboard::missing_token_reason(addr, has_token) {
+                return Err(invalid("admin_token_file".into(), reason));
+            }
+        }
         if !self.nodes.contains_key(&self.node) {
             return Err(invalid(
                 "node".into(),
@@ -391,6 +402,19 @@ candidates = ["n2", "n3"]
             .unwrap_err()
             .to_string();
         assert_eq!(e, "f.toml: no [speaker] section");
+        let bad = EXAMPLE.replace("admin = \"127.0.0.1:9901\"", "admin = \"0.0.0.0:9901\"");
+        let e = from_toml(&bad, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("f.toml: speaker.admin_token_file: the admin listener 0.0.0.0:9901"),
+            "{e}"
+        );
+        let ok = bad.replace(
+            "admin = \"0.0.0.0:9901\"",
+            "admin = \"0.0.0.0:9901\"\nadmin_token_file = \"/run/secrets/admin-token\"",
+        );
+        assert!(from_toml(&ok, Path::new("f.toml")).is_ok());
     }
 
     #[test]

@@ -164,14 +164,16 @@ pub fn answer(
     }
 }
 
-/// Serves `/metrics`, `/healthz`, the dashboard and the controller's `/api/v1` on `listener`.
+/// Serves `/metrics`, `/healthz`, the dashboard and the controller's `/api/v1` on `listener`,
+/// behind the bearer `token` when set ([`super::gate`]).
 pub async fn serve(
     listener: TcpListener,
+    token: Option<Arc<str>>,
     status: watch::Receiver<IssuerStatus>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     policy: RenewalPolicy,
 ) {
-    super::serve(listener, move |path| {
+    super::serve(listener, token, move |path| {
         let snapshot = snapshots.borrow().clone();
         let status = status.borrow().clone();
         answer(path, &status, Some(&snapshot), &policy, SystemTime::now())
