@@ -76,7 +76,7 @@ impl PrivateKey {
         Some(PrivatePkcs8KeyDer::from(der_tlv(0x30, &body)))
     }
 
-    /// [`to_pkcs8`](Self::to_pkcs8) as PEM (`-----BEGIN PRIVATE KEY-----`, 64-column base64).
+    /// [`to_pkcs8`](Self::to_pkcs8) as a PKCS#8 `PRIVATE KEY` PEM block (64-column base64).
     pub fn to_pkcs8_pem(&self, key_type: &KeyType) -> Option<String> {
         self.to_pkcs8(key_type)
             .map(|k| pem_encode("PRIVATE KEY", k.secret_pkcs8_der()))
