@@ -362,9 +362,8 @@ mod tests {
         let p = PendingOrder {
             domains: vec!["a.test".into(), "b.test".into()],
             order_url: "https://ca/order/1".into(),
-            key_pem: SecretPem::new(
-                "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".into(),
-            ),
+            // Generated at run time: no key material in the source tree.
+            key_pem: SecretPem::new(rcgen::KeyPair::generate().unwrap().serialize_pem()),
             key_type: CertKeyType::Rsa2048,
             epoch: 7,
         };

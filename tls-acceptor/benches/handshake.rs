@@ -6,66 +6,21 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection, SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConnection, SignatureScheme};
 use tls_acceptor::{ALPN_H2, ALPN_HTTP11, TlsContext, TlsSettings};
 
-#[derive(Debug)]
-struct AcceptAnything;
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            m,
-            c,
-            d,
-            &tls_acceptor::provider().signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &tls_acceptor::provider().signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        tls_acceptor::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
+// The socket tests' accept-anything verifier: the bench measures handshakes, not chain checks.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::AcceptAnything;
 
 fn client_config(resume: bool) -> Arc<ClientConfig> {
     let mut c = ClientConfig::builder_with_provider(tls_acceptor::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything::default()))
         .with_no_client_auth();
     c.alpn_protocols = vec![ALPN_H2.to_vec()];
     if !resume {

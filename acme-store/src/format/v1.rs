@@ -4,8 +4,8 @@
 //! nothing is omitted: `"SANs": null`, `"HTTPChallenges": null`.
 
 use super::decode::{opt_array, opt_object, schema, split};
-use super::json::{ObjWriter, Value, array_end, array_item, write_string_array};
-use super::v2::{read_account, read_cert, write_account};
+use super::json::{ObjWriter, Value, write_string_array};
+use super::v2::{read_account, read_cert, write_account_and_certificates};
 use crate::document::{AcmeDocument, Format, ResolverData, StoredCert, V1_RESOLVER, V1Extras};
 use crate::error::FormatError;
 
@@ -67,26 +67,7 @@ pub(super) fn write(doc: &AcmeDocument) -> Result<String, FormatError> {
     };
     let mut out = String::new();
     let mut top = ObjWriter::begin(&mut out, 0);
-    match &data.account {
-        None => top.value("Account", &Value::Null),
-        Some(a) => {
-            let (out, depth) = top.key("Account");
-            write_account(a, out, depth);
-        }
-    }
-    {
-        let (out, depth) = top.key("Certificates");
-        if data.certificates.is_empty() {
-            out.push_str(if data.certificates_null { "null" } else { "[]" });
-        } else {
-            out.push('[');
-            for (i, c) in data.certificates.iter().enumerate() {
-                array_item(out, depth, i == 0);
-                write_cert(c, out, depth + 1);
-            }
-            array_end(out, depth);
-        }
-    }
+    write_account_and_certificates(&mut top, data, write_cert);
     top.value("HTTPChallenges", &doc.v1.http_challenges);
     top.value("TLSChallenges", &doc.v1.tls_challenges);
     top.extra(&data.extra);

@@ -140,6 +140,18 @@ fn estimate(doc: &AcmeDocument) -> usize {
 
 fn write_resolver(data: &ResolverData, out: &mut String, depth: usize) {
     let mut obj = ObjWriter::begin(out, depth);
+    write_account_and_certificates(&mut obj, data, write_cert);
+    obj.extra(&data.extra);
+    obj.end();
+}
+
+/// The `Account` and `Certificates` members, shared by the v2 resolver object and the v1 top
+/// level: the two generations differ only in how one certificate is spelt (`write_cert`).
+pub(super) fn write_account_and_certificates(
+    obj: &mut ObjWriter<'_>,
+    data: &ResolverData,
+    write_cert: fn(&StoredCert, &mut String, usize),
+) {
     match &data.account {
         None => obj.value("Account", &Value::Null),
         Some(a) => {
@@ -160,8 +172,6 @@ fn write_resolver(data: &ResolverData, out: &mut String, depth: usize) {
             array_end(out, depth);
         }
     }
-    obj.extra(&data.extra);
-    obj.end();
 }
 
 pub(super) fn write_account(a: &Account, out: &mut String, depth: usize) {
