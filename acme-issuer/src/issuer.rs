@@ -436,8 +436,25 @@ impl Worker {
             };
             match result {
                 Ok(resumed) => {
-                    // Re-plan at once: the next round re-reads the store and reports the new
-                    // certificate's expiry.
+                    // Report the new certificate's expiry now, not a round later: a scrape
+                    // that follows the first handshake with the new certificate must see it.
+                    match self.store.load(&key.0) {
+                        Ok(state) => {
+                            let not_after = state.best_for(&key.1).map(|b| b.validity.not_after);
+                            self.status.send_modify(|s| {
+                                for c in s
+                                    .certificates
+                                    .iter_mut()
+                                    .filter(|c| c.resolver == key.0 && c.main == key.1[0])
+                                {
+                                    c.not_after = not_after;
+                                    c.failures = 0;
+                                }
+                            });
+                        }
+                        Err(e) => self.note_error(&e),
+                    }
+                    // Re-plan at once: the next round re-reads the store for every certificate.
                     wake = SystemTime::now();
                     self.backoff.remove(&key);
                     self.count(if resumed {

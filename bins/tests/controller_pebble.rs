@@ -113,7 +113,10 @@ ca_bundle = "{ca}"
         .unwrap();
 
     let body = wait_until(Duration::from_secs(5), "admin /metrics", || {
-        http_get(admin, "/metrics").filter(|b| b.contains("fairway_acme_is_leader"))
+        // The proxy may see the written acme.json a moment before the issuer's own status
+        // records the order as done; wait for the expiry gauge, not just any scrape.
+        http_get(admin, "/metrics")
+            .filter(|b| b.contains("fairway_acme_certificate_expiry_seconds{"))
     });
     assert_eq!(metric(&body, "fairway_acme_is_leader"), Some(1.0), "{body}");
     assert_eq!(
