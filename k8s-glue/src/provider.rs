@@ -7,9 +7,13 @@
 //! over the backend's current endpoints; endpoint changes re-send the set. The request path never
 //! sees this: the proxy swaps in a finished snapshot.
 //!
-//! Certificates: one [`SecretStore`] per namespace that holds a Secret named in an Ingress's
-//! `spec.tls` (started when the first such Ingress appears, stopped when the last goes), merged
-//! into one [`acme_store::Snapshot`] whose resolvers are named `<namespace>/<resolver>`.
+//! Certificates: one serving [`SecretStore`] per namespace that holds a Secret named in an
+//! Ingress's `spec.tls` (started when the first such Ingress appears, stopped when the last
+//! goes), filtered to exactly the Secret names our Ingresses reference there — an unreferenced
+//! TLS Secret in the same namespace is not served, and a newly referenced one is served as soon
+//! as the route table naming it is published (the store already watches it; no relist). The
+//! stores' snapshots are merged into one [`acme_store::Snapshot`] whose resolvers are named
+//! `<namespace>/<resolver>`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -94,7 +98,7 @@ impl KubernetesProvider {
         self.routes.clone()
     }
 
-    /// The merged certificates of the referenced Secrets' namespaces, for
+    /// The merged certificates of the referenced Secrets (only those), for
     /// `tls_acceptor::TlsContext::watch` and [`ingress_proxy::Proxy::watch_certificates`].
     pub fn certificates(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.certificates.clone()
@@ -201,7 +205,9 @@ async fn feed_certificates(
     mut published: watch::Receiver<Published>,
     tx: watch::Sender<Arc<Snapshot>>,
 ) {
+    // Per namespace: its store and the names it serves.
     let mut stores: BTreeMap<String, SecretStore> = BTreeMap::new();
+    let mut filters: BTreeMap<String, watch::Sender<Arc<BTreeSet<String>>>> = BTreeMap::new();
     let (dirty_tx, mut dirty_rx) = mpsc::unbounded_channel::<()>();
     let mut generation = 0u64;
     loop {
@@ -210,20 +216,31 @@ async fn feed_certificates(
                 if changed.is_err() {
                     break;
                 }
-                let wanted: BTreeSet<String> = published
-                    .borrow_and_update()
-                    .tls_secrets
-                    .iter()
-                    .map(|(ns, _)| ns.clone())
-                    .collect();
+                let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for (ns, name) in &published.borrow_and_update().tls_secrets {
+                    wanted.entry(ns.clone()).or_default().insert(name.clone());
+                }
                 let before = stores.len();
-                stores.retain(|ns, _| wanted.contains(ns));
+                stores.retain(|ns, _| wanted.contains_key(ns));
+                filters.retain(|ns, _| wanted.contains_key(ns));
                 let mut touched = stores.len() != before;
-                for ns in wanted {
+                for (ns, names) in wanted {
+                    if let Some(filter) = filters.get(&ns) {
+                        // The store republishes (and notifies `dirty`) if the set differs.
+                        filter.send_if_modified(|current| {
+                            let differs = **current != names;
+                            if differs {
+                                *current = Arc::new(names.clone());
+                            }
+                            differs
+                        });
+                    }
                     if stores.contains_key(&ns) {
                         continue;
                     }
-                    match SecretStore::start(client.clone(), SecretStoreConfig::new(ns.clone())).await {
+                    let (filter, names) = watch::channel(Arc::new(names));
+                    let config = SecretStoreConfig::new(ns.clone());
+                    match SecretStore::start_serving(client.clone(), config, names).await {
                         Ok(store) => {
                             let mut rx = store.subscribe();
                             let dirty = dirty_tx.clone();
@@ -235,7 +252,8 @@ async fn feed_certificates(
                                     }
                                 }
                             });
-                            stores.insert(ns, store);
+                            stores.insert(ns.clone(), store);
+                            filters.insert(ns, filter);
                             touched = true;
                         }
                         Err(e) => tracing::warn!(namespace = %ns, error = %e, "cannot watch the TLS Secrets; retrying on the next Ingress change"),

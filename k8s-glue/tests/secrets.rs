@@ -245,3 +245,61 @@ async fn updates_write_annotated_secrets_and_acme_json_round_trips() {
         "{left:?}"
     );
 }
+
+/// A proxy's store serves only the Secrets named in its filter: an unnamed TLS Secret of the
+/// same namespace is not served, naming it serves it (no relist), dropping a name stops serving
+/// it, and the filtered store refuses writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_store_publishes_only_the_named_secrets() {
+    let server = ApiServer::shared();
+    let client = server.client().await.unwrap();
+    let ns = server.fresh_namespace(&client, "serving").await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    let (crt_a, key_a) = pem_pair("a.example.com");
+    let (crt_b, key_b) = pem_pair("b.example.com");
+    secrets
+        .create(&pp, &tls_secret("a-tls", &crt_a, &key_a))
+        .await
+        .unwrap();
+    secrets
+        .create(&pp, &tls_secret("b-tls", &crt_b, &key_b))
+        .await
+        .unwrap();
+
+    let names = |n: &[&str]| Arc::new(n.iter().map(|s| s.to_string()).collect());
+    let (filter, rx) = watch::channel(names(&["a-tls"]));
+    let store = SecretStore::start_serving(client.clone(), SecretStoreConfig::new(&ns), rx)
+        .await
+        .unwrap();
+    let snap = store.snapshot();
+    assert!(serial(&snap, "a.example.com").is_some(), "named: served");
+    assert!(
+        serial(&snap, "b.example.com").is_none(),
+        "unnamed Secret of the same namespace: not served"
+    );
+    let mut sub = store.subscribe();
+    filter.send_replace(names(&["a-tls", "b-tls"]));
+    until(&mut sub, "the newly named Secret", |s| {
+        serial(s, "b.example.com").is_some() && serial(s, "a.example.com").is_some()
+    })
+    .await;
+    filter.send_replace(names(&["b-tls"]));
+    until(&mut sub, "the dropped name to stop being served", |s| {
+        serial(s, "a.example.com").is_none() && serial(s, "b.example.com").is_some()
+    })
+    .await;
+    // The watch still applies to served names: deleting the Secret stops serving it.
+    secrets.delete("b-tls", &Default::default()).await.unwrap();
+    until(&mut sub, "the deleted Secret to go", |s| {
+        serial(s, "b.example.com").is_none()
+    })
+    .await;
+
+    let refused = store
+        .update_async(&mut |_doc: &mut AcmeDocument| Ok(()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("read-only") && refused.contains(&ns), "{refused}");
+}

@@ -12,10 +12,15 @@
 //! only the Secrets that differ — `PUT`s and `DELETE`s conditional on the resourceVersion read,
 //! creates that fail if the name exists — and start over on a conflict. Writes carry the
 //! writer's fencing epoch ([`SecretStore::set_epoch`]) as an annotation.
+//!
+//! A proxy serves only the Secrets its Ingresses name: [`SecretStore::start_serving`] takes a
+//! live set of Secret names and publishes only those (the watch still lists every TLS Secret
+//! of the namespace, since a field selector cannot name several objects, so a newly named
+//! Secret is served as soon as the name arrives, with no new list). Such a store is read-only.
 
 pub mod mapping;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +80,8 @@ struct Inner {
     handle: tokio::runtime::Handle,
     /// Secret names for new certificates, by (resolver, name set): from Ingress `tls[].secretName`.
     names: std::sync::Mutex<BTreeMap<(String, Vec<String>), String>>,
+    /// Serve only these Secret names (a proxy's view; `None`: every TLS Secret).
+    serving: Option<watch::Receiver<Arc<BTreeSet<String>>>>,
 }
 
 /// The Secret-backed [`CertStore`]. Dropping it stops the watch.
@@ -289,6 +296,27 @@ impl Inner {
 impl SecretStore {
     /// Starts watching and returns once the first complete list is in the snapshot.
     pub async fn start(client: Client, config: SecretStoreConfig) -> Result<Self, Error> {
+        Self::start_with(client, config, None).await
+    }
+
+    /// Like [`SecretStore::start`], but the snapshot holds only the TLS Secrets whose names are
+    /// in `names` — its value now and every later one (a new set is applied within the 5 ms
+    /// debounce, without relisting). For proxies, which must serve exactly the Secrets their
+    /// Ingresses reference; the accounts Secret is ignored and [`CertStore::update`] is refused
+    /// (the snapshot is a filtered view, so a write from it could delete what it does not see).
+    pub async fn start_serving(
+        client: Client,
+        config: SecretStoreConfig,
+        names: watch::Receiver<Arc<BTreeSet<String>>>,
+    ) -> Result<Self, Error> {
+        Self::start_with(client, config, Some(names)).await
+    }
+
+    async fn start_with(
+        client: Client,
+        config: SecretStoreConfig,
+        serving: Option<watch::Receiver<Arc<BTreeSet<String>>>>,
+    ) -> Result<Self, Error> {
         let api: Api<Secret> = Api::namespaced(client, &config.namespace);
         let empty = Arc::new(Snapshot::empty());
         let inner = Arc::new(Inner {
@@ -300,6 +328,7 @@ impl SecretStore {
             epoch: AtomicU64::new(0),
             handle: tokio::runtime::Handle::current(),
             names: std::sync::Mutex::new(BTreeMap::new()),
+            serving,
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
         let task = tokio::spawn(run(Arc::clone(&inner), ready_tx));
@@ -348,6 +377,12 @@ impl SecretStore {
         &self,
         f: &mut UpdateFn<'_>,
     ) -> Result<Arc<Snapshot>, acme_store::Error> {
+        if self.inner.serving.is_some() {
+            return Err(acme_store::Error::Rejected(format!(
+                "Secrets in {}: this store serves a filtered view and is read-only",
+                self.inner.config.namespace
+            )));
+        }
         for _ in 0..8 {
             if let Some(snap) = self.inner.try_update(f).await? {
                 return Ok(snap);
@@ -432,7 +467,14 @@ impl CertStore for SecretStore {
 enum Change {
     Tls(watcher::Event<Secret>),
     Accounts(watcher::Event<Secret>),
+    /// The set of Secret names to serve changed.
+    Serving,
     Failed(watcher::Error),
+}
+
+/// Whether Secret `name` is in the served set (`None`: every Secret is).
+fn served(filter: Option<&BTreeSet<String>>, name: &str) -> bool {
+    filter.is_none_or(|f| f.contains(name))
 }
 
 async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
@@ -447,7 +489,26 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
         watcher::Config::default().fields(&format!("metadata.name={}", cfg.accounts_secret));
     let acct = watcher(inner.api.clone(), acct_cfg)
         .map(|r| r.map_or_else(Change::Failed, Change::Accounts));
-    let mut changes = futures_util::stream::select(tls.boxed(), acct.boxed());
+    // A serving store ignores the accounts Secret (it never writes); the filter's changes
+    // arrive as one more stream.
+    let filter = inner.serving.clone();
+    let acct = match &filter {
+        None => acct.boxed(),
+        Some(_) => futures_util::stream::once(async {
+            Change::Accounts(watcher::Event::InitDone)
+        })
+        .chain(futures_util::stream::pending())
+        .boxed(),
+    };
+    let serving = match filter.clone() {
+        Some(rx) => futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some((Change::Serving, rx))
+        })
+        .boxed(),
+        None => futures_util::stream::pending().boxed(),
+    };
+    let mut changes = futures_util::stream::select_all([tls.boxed(), acct, serving]);
     let mut secrets: BTreeMap<String, Secret> = BTreeMap::new();
     let mut buffer: Option<BTreeMap<String, Secret>> = None;
     let mut accounts: Option<Secret> = None;
@@ -460,8 +521,12 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
                 Ok(c) => c,
                 Err(_) => {
                     let accounts_doc = inner.accounts_of(accounts.as_ref());
+                    let names = filter.as_ref().map(|f| Arc::clone(&f.borrow()));
                     let (doc, _) = mapping::document_of(
-                        secrets.values(),
+                        secrets
+                            .iter()
+                            .filter(|(n, _)| served(names.as_deref(), n))
+                            .map(|(_, s)| s),
                         &cfg.default_resolver,
                         accounts_doc.as_ref(),
                     );
@@ -502,6 +567,7 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
             }
             Change::Accounts(watcher::Event::InitDone) => acct_synced = true,
             Change::Accounts(watcher::Event::Delete(_)) => accounts = None,
+            Change::Serving => {}
             Change::Failed(e) => {
                 tracing::warn!(namespace = %cfg.namespace, error = %e, "Secret watch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
