@@ -2,7 +2,8 @@
 //! Service and an EndpointSlice pointing at a real upstream (nginx in a network namespace; the
 //! API server refuses loopback slice addresses) become a route the proxy serves (in each of two
 //! watched namespaces); rotating the Ingress's TLS Secret changes the certificate served for its
-//! host; deleting the Ingress makes the host 404. Also: the deployed config passes `--check`.
+//! host; a TLS Secret no Ingress names is not served until an Ingress names it; deleting the
+//! Ingress makes the host 404. Also: the deployed config passes `--check`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -230,6 +231,11 @@ impl ServerCertVerifier for AcceptAny {
 
 /// The leaf certificate the proxy serves for `HOST` (None: no handshake).
 async fn served_leaf(port: u16) -> Option<Vec<u8>> {
+    served_leaf_for(port, HOST).await
+}
+
+/// The leaf certificate the proxy serves for SNI `host` (None: no handshake).
+async fn served_leaf_for(port: u16, host: &str) -> Option<Vec<u8>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -243,7 +249,7 @@ async fn served_leaf(port: u16) -> Option<Vec<u8>> {
     let tls = tokio::time::timeout(
         Duration::from_secs(5),
         tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(ServerName::try_from(HOST).unwrap(), tcp),
+            .connect(ServerName::try_from(host.to_string()).unwrap(), tcp),
     )
     .await
     .ok()?
@@ -254,8 +260,13 @@ async fn served_leaf(port: u16) -> Option<Vec<u8>> {
 
 /// A self-signed certificate for `HOST`: (PEM, key PEM, DER).
 fn certificate() -> (String, String, Vec<u8>) {
+    certificate_for(HOST)
+}
+
+/// A self-signed certificate for `host`: (PEM, key PEM, DER).
+fn certificate_for(host: &str) -> (String, String, Vec<u8>) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![HOST.to_string()])
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
         .unwrap()
         .self_signed(&key)
         .unwrap();
@@ -366,6 +377,13 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
         .create(&pp, &tls_secret("app-tls", &crt_a, &key_a))
         .await
         .unwrap();
+    // A TLS Secret in the same namespace that no Ingress names (yet).
+    const OTHER: &str = "c.example.com";
+    let (crt_c, key_c, der_c) = certificate_for(OTHER);
+    secrets
+        .create(&pp, &tls_secret("other-tls", &crt_c, &key_c))
+        .await
+        .unwrap();
     let ingress: Ingress = serde_json::from_value(serde_json::json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "app"},
@@ -442,6 +460,38 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
     eventually("the rotated certificate", &log, || {
         let want = der_b.clone();
         async move { served_leaf(tls).await == Some(want) }
+    })
+    .await;
+
+    // The unreferenced Secret is not served (its store has listed: app-tls is served): its
+    // name gets the default certificate. Naming it in an Ingress's `tls` serves it.
+    let unreferenced = served_leaf_for(tls, OTHER).await;
+    assert!(
+        unreferenced.is_some() && unreferenced != Some(der_c.clone()),
+        "an unreferenced TLS Secret must not be served"
+    );
+    let third: Ingress = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "third"},
+        "spec": {"ingressClassName": class, "rules": [{"host": OTHER, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}
+        ]}}], "tls": [{"hosts": [OTHER], "secretName": "other-tls"}]}
+    }))
+    .unwrap();
+    ingresses.create(&pp, &third).await.unwrap();
+    eventually("the newly referenced Secret's certificate", &log, || {
+        let want = der_c.clone();
+        async move { served_leaf_for(tls, OTHER).await == Some(want) }
+    })
+    .await;
+    // Dereferenced again: back to the default certificate.
+    ingresses
+        .delete("third", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the dereferenced Secret to stop being served", &log, || {
+        let was = der_c.clone();
+        async move { served_leaf_for(tls, OTHER).await.is_some_and(|l| l != was) }
     })
     .await;
 

@@ -301,5 +301,8 @@ async fn a_serving_store_publishes_only_the_named_secrets() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("read-only") && refused.contains(&ns), "{refused}");
+    assert!(
+        refused.contains("read-only") && refused.contains(&ns),
+        "{refused}"
+    );
 }

@@ -494,11 +494,9 @@ async fn run(inner: Arc<Inner>, ready: watch::Sender<bool>) {
     let filter = inner.serving.clone();
     let acct = match &filter {
         None => acct.boxed(),
-        Some(_) => futures_util::stream::once(async {
-            Change::Accounts(watcher::Event::InitDone)
-        })
-        .chain(futures_util::stream::pending())
-        .boxed(),
+        Some(_) => futures_util::stream::once(async { Change::Accounts(watcher::Event::InitDone) })
+            .chain(futures_util::stream::pending())
+            .boxed(),
     };
     let serving = match filter.clone() {
         Some(rx) => futures_util::stream::unfold(rx, |mut rx| async move {
