@@ -37,11 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Pool {
                 name: "public".into(),
                 cidrs: vec!["198.51.100.0/28".parse()?],
+                ranges: vec![],
                 auto_assign: true,
             },
             Pool {
                 name: "pinned".into(),
                 cidrs: vec!["203.0.113.0/28".parse()?],
+                ranges: vec![],
                 auto_assign: false,
             },
         ],

@@ -9,6 +9,8 @@
 //!   with `leaseTransitions` as the fencing epoch.
 //! - [`provider`]: the proxy's Kubernetes provider: live Ingress routes as
 //!   `ingress_proxy::ExternalRoutes`, referenced TLS Secrets as one certificate snapshot.
+//! - [`controller`]: the Kubernetes mode of `fairway-controller`: epoch-fenced leadership for
+//!   the Secret store, live certificate requests from annotated Ingresses, leader-only tasks.
 //! - [`lb`]: MetalLB-compatible LoadBalancer address allocation and `/status` write-back.
 //! - [`speakers`]: node/speaker-pod readiness and `externalTrafficPolicy: Local` endpoints as
 //!   `vip-failover` eligibility (candidates per VIP).
@@ -17,6 +19,7 @@
 //! a real kube-apiserver (see the `k8s-testenv` crate). Nothing here reads the environment: the
 //! caller builds the `kube::Client`.
 
+pub mod controller;
 mod error;
 pub mod lb;
 pub mod lease;

@@ -67,11 +67,13 @@ async fn loadbalancer_services_get_pool_addresses_and_status() {
             Pool {
                 name: "main".into(),
                 cidrs: vec!["198.51.100.0/29".parse().unwrap()],
+                ranges: vec![],
                 auto_assign: true,
             },
             Pool {
                 name: "reserved".into(),
                 cidrs: vec!["203.0.113.0/29".parse().unwrap()],
+                ranges: vec![],
                 auto_assign: false,
             },
         ],

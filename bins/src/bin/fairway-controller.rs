@@ -1,15 +1,39 @@
 //! `fairway-controller`: Fairway's ACME controller. Wiring only: configuration, certificate
 //! store, leader election, challenge and admin listeners, signals and logging; the issuer itself
-//! is `acme_issuer`.
+//! is `acme_issuer`, the Kubernetes pieces are `k8s_glue`.
+//!
+//! ## File mode (no `[kubernetes]` section)
 //!
 //! Run as many replicas as you like against one `acme.json` (one host: the file-lock elector):
 //! exactly one issues, the others wait for the lock. Only the leader binds
 //! `[acme].challenge_address` (it alone holds the HTTP-01 tokens), so proxies forward
 //! `/.well-known/acme-challenge/*` to that one address (`[acme_challenge].forward_to`).
+//!
+//! ## Kubernetes mode (`[kubernetes]` present)
+//!
+//! - **Election**: a `coordination.k8s.io` Lease (`[kubernetes.lease]`: name
+//!   `fairway-controller` in the pod's namespace by default, identity `$POD_NAME` or the host
+//!   name, client-go timings 15 s / 10 s / 2 s unless configured). SIGTERM releases the Lease so
+//!   the standby takes over on its next retry.
+//! - **State**: the ACME account (Secret `fairway-acme-accounts`) and the certificates
+//!   (`kubernetes.io/tls` Secrets) live in the Lease's namespace; every write carries the term's
+//!   fencing epoch (`fairway.dev/epoch`), stamped before the issuer sees the term start.
+//! - **What is issued**: `[[acme.certificates]]` and routers' `tls.cert_resolver` hosts, plus,
+//!   live, each `spec.tls[]` entry of Ingresses of our class annotated
+//!   `fairway.dev/acme-resolver: <resolver>`, into that entry's `secretName` (in the Lease's
+//!   namespace only; Ingresses elsewhere are logged as ignored). Every `fairway-proxy` with
+//!   `[kubernetes]` serves those Secrets.
+//! - **Challenges**: as in file mode, the leader alone serves HTTP-01 tokens on
+//!   `[acme].challenge_address`; proxies forward to it (a Service selecting the controller pods:
+//!   the standby is not listening, so only the leader's endpoint answers).
+//! - **LoadBalancer Services**: with `[[kubernetes.load_balancer.pools]]`, the leader allocates
+//!   addresses to Services of `[kubernetes.load_balancer].class` and writes their status.
+//! - The admin listener (`[acme].admin_address`) works in both modes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use acme_issuer::{
     AcmeJsonStore, ChallengeSolver, FileLockElector, Http01Solver, Issuer, IssuerParts,
@@ -17,7 +41,13 @@ use acme_issuer::{
 };
 use acme_store::challenge::Http01Registry;
 use acme_store::{FileStore, FileStoreOptions};
+use bins::config::acme::AcmeConfig;
+use bins::config::kubernetes::{KubernetesSection, PodEnv};
 use clap::Parser;
+use k8s_glue::controller::{
+    CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, while_leader,
+};
+use k8s_glue::{LbController, LeaseElector, SecretStore};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -29,7 +59,7 @@ use tokio::signal::unix::{SignalKind, signal};
     about = "Fairway's ACME controller: leader-elected certificate issuance into acme.json"
 )]
 struct Args {
-    /// The TOML configuration file (reads `[acme]`, `[routers]`, `[tls].store`).
+    /// The TOML configuration file (reads `[acme]`, `[routers]`, `[tls].store`, `[kubernetes]`).
     #[arg(long, short)]
     config: PathBuf,
     /// Validate the configuration and exit.
@@ -46,9 +76,50 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let kube = if config.kubernetes {
+        let section = std::fs::read_to_string(&args.config)
+            .map_err(|e| format!("{}: {e}", args.config.display()))
+            .and_then(|text| bins::config::kubernetes::section_of(&args.config, &text));
+        match section {
+            Ok(Some(k)) => Some(k),
+            Ok(None) => None,
+            Err(e) => {
+                eprintln!("fairway-controller: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     if args.check {
+        let mode = match &kube {
+            Some(k) => {
+                // Outside a pod the namespace and identity come from the pod at run time.
+                let mut env = PodEnv::read();
+                env.pod_namespace
+                    .get_or_insert_with(|| "pod-namespace".into());
+                env.pod_name.get_or_insert_with(|| "pod-name".into());
+                match k.controller_settings(&env) {
+                    Ok(s) => format!(
+                        "kubernetes: Lease {}/{}, {} LoadBalancer pools",
+                        if k.lease.namespace.is_some() {
+                            s.lease.namespace.as_str()
+                        } else {
+                            "<pod namespace>"
+                        },
+                        s.lease.name,
+                        s.load_balancer.map_or(0, |l| l.pools.len())
+                    ),
+                    Err(e) => {
+                        eprintln!("fairway-controller: {}: {e}", args.config.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            None => format!("file store {}", config.store.display()),
+        };
         println!(
-            "{}: ok ({} resolvers, {} certificates)",
+            "{}: ok ({} resolvers, {} certificates; {mode})",
             args.config.display(),
             config.section.resolvers.len(),
             config.wanted.len()
@@ -73,7 +144,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(config)) {
+    let result = match kube {
+        Some(kube) => rt.block_on(run_kubernetes(config, kube)),
+        None => rt.block_on(run(config)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fairway-controller: {e}");
@@ -82,7 +157,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
+/// File mode: `acme.json` + the file-lock elector.
+async fn run(config: AcmeConfig) -> Result<(), String> {
     let resolvers = config.resolvers().map_err(|e| e.to_string())?;
     let store = FileStore::open(&config.store, FileStoreOptions::default())
         .map_err(|e| format!("{}: {e}", config.store.display()))?;
@@ -91,7 +167,133 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
         FileLockElector::spawn(&config.lock_file, config.leader_retry())
             .map_err(|e| e.to_string())?,
     );
+    let (solvers, tls_context) = challenges(&config, elector.subscribe()).await?;
+    let issuer = Issuer::spawn(IssuerParts {
+        resolvers,
+        wanted: config.wanted.clone(),
+        options: config.options(),
+        store: Arc::new(AcmeJsonStore::new(Arc::new(store))),
+        elector,
+        solvers,
+    })
+    .map_err(|e| format!("{}: {e}", config.path.display()))?;
+    admin(&config, issuer.status(), snapshots).await?;
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    drop(issuer);
+    drop(tls_context);
+    Ok(())
+}
 
+/// Kubernetes mode: Secrets + the Lease elector, certificates wanted live from Ingresses,
+/// LoadBalancer allocation on the leader.
+async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(), String> {
+    let file = config.path.display().to_string();
+    let settings = kube
+        .controller_settings(&PodEnv::read())
+        .map_err(|e| format!("{file}: {e}"))?;
+    let resolvers = config.resolvers().map_err(|e| e.to_string())?;
+    let resolver_names = resolvers.iter().map(|r| r.name.clone()).collect();
+    let client = kube.client().await.map_err(|e| format!("{file}: {e}"))?;
+    let namespace = settings.secrets.namespace.clone();
+    let store = Arc::new(
+        SecretStore::start(client.clone(), settings.secrets.clone())
+            .await
+            .map_err(|e| format!("{file}: kubernetes.lease.namespace ({namespace}): {e}"))?,
+    );
+    let snapshots = acme_store::CertStore::subscribe(&*store);
+    let lease = LeaseElector::start(client.clone(), settings.lease.clone())
+        .map_err(|e| format!("{file}: kubernetes.{e}"))?;
+    tracing::info!(
+        lease = %format!("{namespace}/{}", settings.lease.name),
+        identity = %settings.lease.identity,
+        "Kubernetes mode: electing with a Lease, certificates in Secrets"
+    );
+    let elector = Arc::new(FencedElector::start(&lease, store.clone()));
+    let (solvers, tls_context) = challenges(&config, elector.subscribe()).await?;
+    let issuer = Arc::new(
+        Issuer::spawn(IssuerParts {
+            resolvers,
+            wanted: config.wanted.clone(),
+            options: config.options(),
+            store: Arc::new(AcmeJsonStore::new(store.clone())),
+            elector: elector.clone(),
+            solvers,
+        })
+        .map_err(|e| format!("{file}: {e}"))?,
+    );
+
+    let requests = IngressCertRequests::start(
+        client.clone(),
+        CertRequestsConfig {
+            controller: kube.controller.clone(),
+            default_class: kube.default_class,
+            secret_namespace: namespace.clone(),
+            debounce: Duration::from_millis(100),
+        },
+    );
+    let feeding = {
+        let issuer = issuer.clone();
+        tokio::spawn(feed_issuer(
+            requests.subscribe(),
+            store.clone(),
+            config.wanted.clone(),
+            resolver_names,
+            move |wanted| issuer.set_wanted(wanted),
+        ))
+    };
+
+    let load_balancer = settings.load_balancer.map(|lb| {
+        tracing::info!(class = %lb.class, pools = lb.pools.len(), "allocating LoadBalancer addresses while leading");
+        let identity = settings.lease.identity.clone();
+        tokio::spawn(while_leader(
+            elector.subscribe(),
+            Duration::from_secs(2),
+            move || {
+                let controller = LbController::new(client.clone(), lb.clone(), &identity);
+                async move {
+                    match controller {
+                        Ok(c) => {
+                            if let Err(e) = c.run().await {
+                                tracing::warn!(error = %e, "LoadBalancer controller stopped");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "LoadBalancer controller"),
+                    }
+                }
+            },
+        ))
+    });
+
+    admin(&config, issuer.status(), snapshots).await?;
+    shutdown_signal().await?;
+    tracing::info!("shutting down; releasing the Lease");
+    feeding.abort();
+    if let Some(lb) = load_balancer {
+        lb.abort();
+    }
+    drop(requests);
+    drop(issuer);
+    drop(tls_context);
+    // Hand over at once rather than after a whole lease duration.
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "releasing the Lease failed");
+    }
+    Ok(())
+}
+
+/// The challenge solvers and listeners: HTTP-01 on `[acme].challenge_address` while leading,
+/// TLS-ALPN-01 on `[acme].tls_challenge_address` if set.
+async fn challenges(
+    config: &AcmeConfig,
+    leadership: tokio::sync::watch::Receiver<acme_issuer::Leadership>,
+) -> Result<
+    (
+        Vec<Arc<dyn ChallengeSolver>>,
+        Option<tls_acceptor::TlsContext>,
+    ),
+    String,
+> {
     let registry = Http01Registry::new();
     let mut solvers: Vec<Arc<dyn ChallengeSolver>> =
         vec![Arc::new(Http01Solver::new(registry.clone()))];
@@ -99,9 +301,7 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
         // Bound only while leading: replicas on one host share the address, and only the
         // leader holds the tokens.
         tokio::spawn(acme_issuer::http01::serve_while_leader(
-            addr,
-            registry.clone(),
-            elector.subscribe(),
+            addr, registry, leadership,
         ));
     }
     let mut tls_context = None;
@@ -130,43 +330,41 @@ async fn run(config: bins::config::acme::AcmeConfig) -> Result<(), String> {
         solvers.push(Arc::new(TlsAlpn01Solver::new(ctx.challenges().clone())));
         tls_context = Some(ctx);
     }
+    Ok((solvers, tls_context))
+}
 
-    let issuer = Issuer::spawn(IssuerParts {
-        resolvers,
-        wanted: config.wanted.clone(),
-        options: config.options(),
-        store: Arc::new(AcmeJsonStore::new(Arc::new(store))),
-        elector,
-        solvers,
-    })
+/// The admin listener: /metrics, /healthz, and the dashboard's certificates + ACME leadership.
+async fn admin(
+    config: &AcmeConfig,
+    status: tokio::sync::watch::Receiver<acme_issuer::IssuerStatus>,
+    snapshots: tokio::sync::watch::Receiver<Arc<acme_store::Snapshot>>,
+) -> Result<(), String> {
+    let Some(addr) = config.section.admin_address else {
+        return Ok(());
+    };
+    let token = bins::dashboard::load_token(
+        "acme.admin_token_file",
+        config.section.admin_token_file.as_deref(),
+    )
     .map_err(|e| format!("{}: {e}", config.path.display()))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("acme.admin_address {addr}: {e}"))?;
+    tokio::spawn(bins::dashboard::controller::serve(
+        listener,
+        token,
+        status,
+        snapshots,
+        config.options().renewal,
+    ));
+    Ok(())
+}
 
-    if let Some(addr) = config.section.admin_address {
-        let token = bins::dashboard::load_token(
-            "acme.admin_token_file",
-            config.section.admin_token_file.as_deref(),
-        )
-        .map_err(|e| format!("{}: {e}", config.path.display()))?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("acme.admin_address {addr}: {e}"))?;
-        // /metrics, /healthz, and the dashboard's certificates + ACME leadership.
-        tokio::spawn(bins::dashboard::controller::serve(
-            listener,
-            token,
-            issuer.status(),
-            snapshots,
-            config.options().renewal,
-        ));
-    }
-
+async fn shutdown_signal() -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("shutting down");
-    drop(issuer);
-    drop(tls_context);
     Ok(())
 }

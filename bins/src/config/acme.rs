@@ -192,6 +192,9 @@ struct FileView {
     routers: BTreeMap<String, RouterView>,
     #[serde(default)]
     tls: Option<TlsView>,
+    /// Only its presence matters here (`config::kubernetes` parses it).
+    #[serde(default)]
+    kubernetes: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,10 +224,13 @@ pub struct AcmeConfig {
     pub path: PathBuf,
     /// The section as written (paths resolved).
     pub section: AcmeSection,
-    /// The `acme.json` store.
+    /// The `acme.json` store (empty in Kubernetes mode without `[acme].store`/`[tls].store`).
     pub store: PathBuf,
-    /// Lock file for leader election.
+    /// Lock file for leader election (unused in Kubernetes mode).
     pub lock_file: PathBuf,
+    /// The file has a `[kubernetes]` section: `fairway-controller` keeps its state in Secrets
+    /// and elects with a Lease, so no store file is required.
+    pub kubernetes: bool,
     /// Wanted certificates: explicit ones, then those derived from routers.
     pub wanted: Vec<WantedCert>,
 }
@@ -265,24 +271,32 @@ pub fn parse(path: &Path, text: &str) -> Result<AcmeConfig, AcmeConfigError> {
         }
     }
     section.admin_token_file = section.admin_token_file.as_ref().map(|p| base.join(p));
-    let store = section
+    let kubernetes = view.kubernetes.is_some();
+    let store = match section
         .store
         .clone()
         .or_else(|| view.tls.and_then(|t| t.store))
-        .ok_or_else(|| {
-            err(
+    {
+        Some(store) => base.join(store),
+        None if kubernetes => PathBuf::new(),
+        None => {
+            return Err(err(
                 "acme.store",
                 "no store: set [acme].store or [tls].store".into(),
-            )
-        })?;
-    let store = base.join(store);
-    section.store = Some(store.clone());
+            ));
+        }
+    };
+    if !store.as_os_str().is_empty() {
+        section.store = Some(store.clone());
+    }
     let lock_file = section
         .lock_file
         .as_ref()
         .map(|p| base.join(p))
         .unwrap_or_else(|| PathBuf::from(format!("{}.leader", store.display())));
-    if lock_file.as_os_str() == format!("{}.lock", store.display()).as_str() {
+    if !store.as_os_str().is_empty()
+        && lock_file.as_os_str() == format!("{}.lock", store.display()).as_str()
+    {
         return Err(err(
             "acme.lock_file",
             "collides with the store's own write lock (<store>.lock); pick another name".into(),
@@ -359,6 +373,7 @@ pub fn parse(path: &Path, text: &str) -> Result<AcmeConfig, AcmeConfigError> {
         section,
         store,
         lock_file,
+        kubernetes,
         wanted,
     })
 }
@@ -605,6 +620,24 @@ sans = ["app.example.test"]
             .unwrap_err()
             .to_string();
         assert_eq!(e, "f.toml: acme: missing [acme] section");
+
+        let e = parse(Path::new("f.toml"), "[acme]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: acme.store: no store"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_mode_needs_no_store_file() {
+        let c = parse(
+            Path::new("f.toml"),
+            "[kubernetes]\n[acme]\n[acme.resolvers.le]\ndirectory = \"https://ca.test/dir\"\n",
+        )
+        .unwrap();
+        assert!(c.kubernetes);
+        assert_eq!(c.store, Path::new(""));
+        assert_eq!(c.section.store, None);
+        assert!(!parse(Path::new("f.toml"), FILE).unwrap().kubernetes);
     }
 
     #[test]

@@ -24,8 +24,155 @@ pub struct Pool {
     pub name: String,
     /// The address ranges (network and broadcast addresses of IPv4 nets wider than /31 are skipped).
     pub cidrs: Vec<IpNet>,
+    /// Inclusive `first-last` ranges, every address usable (MetalLB's range form: an operator
+    /// who writes `.40-.47` means all eight, not the six hosts of `.40/29`).
+    pub ranges: Vec<AddressRange>,
     /// Whether Services that request nothing may get addresses from it.
     pub auto_assign: bool,
+}
+
+impl Pool {
+    /// A pool from MetalLB-style address strings: a CIDR (`198.51.100.0/28`), an inclusive range
+    /// (`198.51.100.40-198.51.100.49`) or one address. The error names the bad entry.
+    pub fn from_addresses<S: AsRef<str>>(
+        name: impl Into<String>,
+        addresses: &[S],
+        auto_assign: bool,
+    ) -> Result<Pool, String> {
+        let mut pool = Pool {
+            name: name.into(),
+            cidrs: Vec::new(),
+            ranges: Vec::new(),
+            auto_assign,
+        };
+        for a in addresses {
+            let a = a.as_ref().trim();
+            if a.contains('/') {
+                let net: IpNet = a.parse().map_err(|e| format!("`{a}`: {e}"))?;
+                pool.cidrs.push(net.trunc());
+            } else {
+                pool.ranges.push(a.parse()?);
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Whether `ip` is one of the pool's usable addresses' ranges.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidrs.iter().any(|c| c.contains(&ip)) || self.ranges.iter().any(|r| r.contains(ip))
+    }
+
+    /// Every CIDR and range as an inclusive `(is_v6, low, high)` interval.
+    fn intervals(&self) -> impl Iterator<Item = (bool, u128, u128)> + '_ {
+        self.cidrs
+            .iter()
+            .map(|c| {
+                (
+                    c.addr().is_ipv6(),
+                    ip_num(c.network()),
+                    ip_num(c.broadcast()),
+                )
+            })
+            .chain(self.ranges.iter().map(|r| r.interval()))
+    }
+
+    /// Usable addresses, lowest first per entry: the CIDRs, then the ranges.
+    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.cidrs
+            .iter()
+            .flat_map(hosts)
+            .chain(self.ranges.iter().flat_map(|r| r.iter()))
+    }
+}
+
+/// An inclusive address range `first-last` (one address: `first == last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressRange {
+    first: IpAddr,
+    last: IpAddr,
+}
+
+fn ip_num(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+impl AddressRange {
+    /// The range `first..=last`; both of one family, `first <= last`.
+    pub fn new(first: IpAddr, last: IpAddr) -> Result<Self, String> {
+        if first.is_ipv4() != last.is_ipv4() {
+            return Err(format!("`{first}-{last}` mixes IPv4 and IPv6"));
+        }
+        if ip_num(first) > ip_num(last) {
+            return Err(format!("`{first}-{last}` ends before it starts"));
+        }
+        Ok(AddressRange { first, last })
+    }
+
+    /// The first address.
+    pub fn first(&self) -> IpAddr {
+        self.first
+    }
+
+    /// The last address (inclusive).
+    pub fn last(&self) -> IpAddr {
+        self.last
+    }
+
+    /// Whether `ip` lies in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.first.is_ipv4()
+            && (ip_num(self.first)..=ip_num(self.last)).contains(&ip_num(ip))
+    }
+
+    fn interval(&self) -> (bool, u128, u128) {
+        (self.first.is_ipv6(), ip_num(self.first), ip_num(self.last))
+    }
+
+    /// Every address, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = IpAddr> + use<> {
+        let v6 = self.first.is_ipv6();
+        (ip_num(self.first)..=ip_num(self.last)).map(move |n| {
+            if v6 {
+                IpAddr::V6(n.into())
+            } else {
+                // In range: both ends are IPv4, so `n` fits in 32 bits.
+                IpAddr::V4(std::net::Ipv4Addr::from(n as u32))
+            }
+        })
+    }
+}
+
+impl std::str::FromStr for AddressRange {
+    type Err = String;
+
+    /// `first-last` or one address.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parse = |a: &str| -> Result<IpAddr, String> {
+            a.trim()
+                .parse()
+                .map_err(|_| format!("`{s}`: `{}` is not an IP address", a.trim()))
+        };
+        match s.split_once('-') {
+            Some((a, b)) => AddressRange::new(parse(a)?, parse(b)?),
+            None => {
+                let ip = parse(s)?;
+                AddressRange::new(ip, ip)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for AddressRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
 }
 
 /// Which Services are ours and where their addresses come from.
@@ -55,20 +202,19 @@ impl LbConfig {
             if p.name.is_empty() {
                 return bad(format!("pool #{i} has no name"));
             }
-            if p.cidrs.is_empty() {
+            if p.cidrs.is_empty() && p.ranges.is_empty() {
                 return bad(format!("pool {} has no addresses", p.name));
             }
             for q in &self.pools[..i] {
                 if q.name == p.name {
                     return bad(format!("pool name {} is used twice", p.name));
                 }
-                for a in &p.cidrs {
-                    if q.cidrs
-                        .iter()
-                        .any(|b| a.contains(&b.network()) || b.contains(&a.network()))
+                for a in p.intervals() {
+                    if q.intervals()
+                        .any(|b| a.0 == b.0 && a.1 <= b.2 && b.1 <= a.2)
                     {
                         return bad(format!(
-                            "pool {} range {a} overlaps pool {}",
+                            "pool {} overlaps pool {} (a range or CIDR of one contains addresses of the other)",
                             p.name, q.name
                         ));
                     }
@@ -245,9 +391,7 @@ impl Allocator {
 
     /// The pool containing `ip`.
     pub fn pool_of(&self, ip: IpAddr) -> Option<&Pool> {
-        self.pools
-            .iter()
-            .find(|p| p.cidrs.iter().any(|c| c.contains(&ip)))
+        self.pools.iter().find(|p| p.contains(ip))
     }
 
     /// The addresses `key` (`namespace/name`) holds.
@@ -339,10 +483,8 @@ impl Allocator {
             None => self.pools.iter().filter(|p| p.auto_assign).collect(),
         };
         for pool in &candidates {
-            for net in &pool.cidrs {
-                if let Some(ip) = hosts(net).find(|ip| !self.owner.contains_key(ip)) {
-                    return Ok(vec![ip]);
-                }
+            if let Some(ip) = pool.addresses().find(|ip| !self.owner.contains_key(ip)) {
+                return Ok(vec![ip]);
             }
         }
         Err(AllocError::Exhausted(match &req.pool {
@@ -364,11 +506,13 @@ mod tests {
             Pool {
                 name: "a".into(),
                 cidrs: vec!["198.51.100.0/30".parse().unwrap()],
+                ranges: vec![],
                 auto_assign: true,
             },
             Pool {
                 name: "b".into(),
                 cidrs: vec!["203.0.113.8/29".parse().unwrap()],
+                ranges: vec![],
                 auto_assign: false,
             },
         ]
@@ -523,7 +667,70 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("overlaps"));
     }
 
+    #[test]
+    fn ranges_use_every_address_and_parse_metallb_forms() {
+        let pool = Pool::from_addresses(
+            "r",
+            &[
+                "198.51.100.40-198.51.100.41",
+                "198.51.100.64/30",
+                "2001:db8::5",
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(pool.cidrs, ["198.51.100.64/30".parse::<IpNet>().unwrap()]);
+        assert_eq!(pool.ranges.len(), 2);
+        assert_eq!(pool.ranges[0].to_string(), "198.51.100.40-198.51.100.41");
+        assert_eq!(pool.ranges[1].to_string(), "2001:db8::5");
+        // A range's first address is usable (no network-address skip as for CIDRs).
+        let all: Vec<String> = pool.addresses().map(|ip| ip.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "198.51.100.65",
+                "198.51.100.66",
+                "198.51.100.40",
+                "198.51.100.41",
+                "2001:db8::5"
+            ]
+        );
+        assert!(pool.contains("198.51.100.41".parse().unwrap()));
+        assert!(!pool.contains("198.51.100.42".parse().unwrap()));
+        for bad in [
+            "198.51.100.9-198.51.100.1",
+            "198.51.100.1-2001:db8::1",
+            "nope",
+            "198.51.100.0/33",
+        ] {
+            assert!(Pool::from_addresses("x", &[bad], true).is_err(), "{bad}");
+        }
+        let mut cfg = LbConfig {
+            class: "c".into(),
+            default_class: false,
+            pools: vec![pool],
+        };
+        cfg.validate().unwrap();
+        cfg.pools
+            .push(Pool::from_addresses("s", &["198.51.100.41-198.51.100.50"], true).unwrap());
+        assert!(cfg.validate().unwrap_err().to_string().contains("overlaps"));
+        cfg.pools[1] = Pool::from_addresses("s", &["198.51.100.42-198.51.100.50"], true).unwrap();
+        cfg.validate().unwrap();
+    }
+
     proptest! {
+        /// Any range parses back from its Display form and yields exactly its addresses.
+        #[test]
+        fn range_round_trips_and_counts(a in any::<u32>(), len in 0u32..64) {
+            let first = std::net::Ipv4Addr::from(a);
+            let last = std::net::Ipv4Addr::from(a.saturating_add(len));
+            let r = AddressRange::new(first.into(), last.into()).unwrap();
+            prop_assert_eq!(r.to_string().parse::<AddressRange>().unwrap(), r);
+            let ips: Vec<IpAddr> = r.iter().collect();
+            prop_assert_eq!(ips.len() as u64, u64::from(u32::from(last) - a) + 1);
+            prop_assert!(ips.iter().all(|ip| r.contains(*ip)));
+        }
+
         /// Against a reference: no address is ever held by two Services, every held address is in
         /// a pool, and a Service's holdings equal what the last assign returned.
         #[test]

@@ -17,7 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-pub use alloc::{AllocError, Allocator, DEFAULT_LB_CLASS, LbConfig, Pool, Request};
+pub use alloc::{AddressRange, AllocError, Allocator, DEFAULT_LB_CLASS, LbConfig, Pool, Request};
 
 use crate::Error;
 
