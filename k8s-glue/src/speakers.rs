@@ -6,9 +6,15 @@
 //! `externalTrafficPolicy: Local` Services additionally only nodes with a ready (or, while
 //! terminating, serving) endpoint of the Service — none means nobody announces it, so traffic is
 //! not black-holed on a node that would drop it.
+//!
+//! [`view`] turns the watched objects into what a speaker applies (cluster + heartbeat
+//! addresses); [`SpeakerWatcher`] keeps it current from the API server.
+
+mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -16,6 +22,184 @@ use kube::ResourceExt;
 use vip_failover::{ClusterConfig, NodeId, Timing, VipSpec};
 
 use crate::routes::SERVICE_NAME_LABEL;
+
+pub use watcher::SpeakerWatcher;
+
+/// What a Kubernetes-mode speaker watches and how it builds its cluster. The timing, quorum and
+/// preemption settings must be the same on every node (heartbeats carry the cluster's
+/// fingerprint, so differing nodes ignore each other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerSettings {
+    /// Namespace of the speaker pods (`None`: every namespace).
+    pub pod_namespace: Option<String>,
+    /// Label selector of the speaker pods (e.g. `app.kubernetes.io/name=fairway-speaker`).
+    pub pod_selector: String,
+    /// UDP port of every speaker's heartbeat socket (at its pod IP, else its node's InternalIP).
+    pub heartbeat_port: u16,
+    /// Our `spec.loadBalancerClass` (the controller's `LbConfig::class`).
+    pub lb_class: String,
+    /// Also take class-less LoadBalancer Services (the controller's `LbConfig::default_class`).
+    pub default_class: bool,
+    /// Failure-detection timing.
+    pub timing: Timing,
+    /// Quorum mode.
+    pub quorum: bool,
+    /// Delayed preemption (`None`: sticky ownership).
+    pub preempt_delay: Option<Duration>,
+}
+
+impl Default for SpeakerSettings {
+    /// The deploy/ manifests' values: pods labelled `app.kubernetes.io/name=fairway-speaker` in
+    /// `fairway`, heartbeats on 7946, class `fairway.dev/lb`, default timing.
+    fn default() -> Self {
+        SpeakerSettings {
+            pod_namespace: Some("fairway".into()),
+            pod_selector: "app.kubernetes.io/name=fairway-speaker".into(),
+            heartbeat_port: 7946,
+            lb_class: crate::lb::alloc::DEFAULT_LB_CLASS.into(),
+            default_class: false,
+            timing: Timing::default(),
+            quorum: false,
+            preempt_delay: None,
+        }
+    }
+}
+
+/// What a speaker applies: the cluster (identical on every node given the same objects) and
+/// every member's heartbeat address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerView {
+    /// Members, VIPs with their candidates, timing.
+    pub cluster: ClusterConfig,
+    /// Heartbeat address of every member.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+}
+
+impl SpeakerView {
+    /// Whether `node` is a member (has a speaker pod with an address).
+    pub fn is_member(&self, node: &str) -> bool {
+        self.cluster.nodes.iter().any(|n| n.as_str() == node)
+    }
+}
+
+/// Whether `svc` is a LoadBalancer Service of ours (the same rule as the controller's
+/// `LbConfig::is_ours`): `type: LoadBalancer` and our class, or no class when we are default.
+pub fn is_our_load_balancer(settings: &SpeakerSettings, svc: &Service) -> bool {
+    let Some(spec) = &svc.spec else { return false };
+    if spec.type_.as_deref() != Some("LoadBalancer") {
+        return false;
+    }
+    match spec.load_balancer_class.as_deref() {
+        Some(class) => class == settings.lb_class,
+        None => settings.default_class,
+    }
+}
+
+/// A node's `InternalIP` (the first one), for speakers whose pod has no IP yet.
+pub fn node_internal_ip(node: &Node) -> Option<IpAddr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse().ok())
+}
+
+/// The heartbeat address of each node running a speaker pod: the pod's IP (the speaker runs
+/// with hostNetwork, so that is the node's address), else the node's InternalIP; a ready pod
+/// wins over a not-ready one (a DaemonSet rollout briefly runs two). Nodes with neither are
+/// left out (nobody could reach them).
+pub fn heartbeat_addresses(
+    nodes: &[Node],
+    speaker_pods: &[Pod],
+    port: u16,
+) -> BTreeMap<String, SocketAddr> {
+    let mut out: BTreeMap<String, (bool, SocketAddr)> = BTreeMap::new();
+    for pod in speaker_pods {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| n.name_any() == node)
+                    .and_then(node_internal_ip)
+            });
+        let Some(ip) = ip else { continue };
+        let ready = pod_ready(pod);
+        let entry = (ready, SocketAddr::new(ip, port));
+        match out.get(node) {
+            Some((true, _)) if !ready => {}
+            _ => {
+                out.insert(node.to_string(), entry);
+            }
+        }
+    }
+    out.into_iter().map(|(n, (_, a))| (n, a)).collect()
+}
+
+/// The view for the current objects: members are the nodes with a reachable speaker pod,
+/// VIPs the `status.loadBalancer.ingress` IPs of our LoadBalancer Services (written by the
+/// controller's `LbController`), candidates per [`cluster_config`].
+pub fn view(
+    settings: &SpeakerSettings,
+    nodes: &[Node],
+    speaker_pods: &[Pod],
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> SpeakerView {
+    let addresses = heartbeat_addresses(nodes, speaker_pods, settings.heartbeat_port);
+    let reachable: Vec<Pod> = speaker_pods
+        .iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some_and(|n| addresses.contains_key(n))
+        })
+        .cloned()
+        .collect();
+    let ours: Vec<Service> = services
+        .iter()
+        .filter(|s| is_our_load_balancer(settings, s))
+        .cloned()
+        .collect();
+    let allocations: BTreeMap<String, Vec<IpAddr>> = ours
+        .iter()
+        .map(|s| {
+            (
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
+                crate::lb::alloc::status_ips(s),
+            )
+        })
+        .filter(|(_, ips)| !ips.is_empty())
+        .collect();
+    let mut cluster = cluster_config(
+        nodes,
+        &reachable,
+        &ours,
+        slices,
+        &allocations,
+        settings.timing,
+    );
+    cluster.quorum = settings.quorum;
+    cluster.preempt_delay = settings.preempt_delay;
+    // Services come in API order; sort the VIPs so every node builds the same list.
+    cluster.vips.sort_by_key(|v| v.addr);
+    SpeakerView {
+        cluster,
+        peers: addresses
+            .into_iter()
+            .map(|(n, a)| (NodeId::new(n), a))
+            .collect(),
+    }
+}
 
 /// Whether `node` reports condition `Ready=True`.
 pub fn node_ready(node: &Node) -> bool {

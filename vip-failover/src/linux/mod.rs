@@ -6,4 +6,4 @@ pub mod netlink;
 pub mod packet;
 pub mod speaker;
 
-pub use speaker::{AddressMode, IoCounters, Speaker, SpeakerOptions, SpeakerStatus};
+pub use speaker::{AddressMode, IoCounters, Membership, Speaker, SpeakerOptions, SpeakerStatus};

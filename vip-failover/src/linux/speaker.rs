@@ -89,6 +89,18 @@ impl SpeakerOptions {
     }
 }
 
+/// A new membership for a running speaker ([`Speaker::follow`]): the cluster and every node's
+/// heartbeat address, e.g. derived from Kubernetes Nodes, speaker Pods and LoadBalancer
+/// Services. Every node must derive the same `cluster` (heartbeats carry its fingerprint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    /// The cluster (identical on every node).
+    pub cluster: ClusterConfig,
+    /// Heartbeat address of the nodes (this node's entry, if any, is ignored; a node without
+    /// an address is a member that gets no heartbeats from us).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+}
+
 /// I/O counters of the driver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IoCounters {
@@ -145,6 +157,9 @@ pub struct Speaker {
     status_tx: watch::Sender<Arc<SpeakerStatus>>,
     last_publish: Instant,
     out: Vec<u8>,
+    updates: Option<watch::Receiver<Arc<Membership>>>,
+    /// The last health input (true without a health feed).
+    healthy: bool,
 }
 
 fn mac_string(m: Mac) -> String {
@@ -213,7 +228,18 @@ impl Speaker {
             status_tx,
             last_publish: now,
             out: Vec::with_capacity(1500),
+            updates: None,
+            healthy: true,
         })
+    }
+
+    /// Applies every membership `updates` publishes while running (its current value too, if
+    /// it differs from the running one), without a restart: VIPs no longer configured are
+    /// withdrawn, kept VIPs stay announced, and the machine waits one detection timeout before
+    /// taking anything new over ([`Event::Reconfigure`]). A node that is not a member gives up
+    /// everything until it is one again. An invalid membership is logged and ignored.
+    pub fn follow(&mut self, updates: watch::Receiver<Arc<Membership>>) {
+        self.updates = Some(updates);
     }
 
     /// The heartbeat socket's local address.
@@ -243,10 +269,15 @@ impl Speaker {
         let mut arp_buf = vec![0u8; 2048];
         let mut ndp_buf = vec![0u8; 2048];
         if let Some(h) = &health {
-            let healthy = *h.borrow();
-            self.machine.handle(Event::Health(healthy), Instant::now());
+            self.healthy = *h.borrow();
+            self.machine
+                .handle(Event::Health(self.healthy), Instant::now());
         }
         self.apply().await;
+        if let Some(rx) = &mut self.updates {
+            let current = Arc::clone(&rx.borrow_and_update());
+            self.reconfigure(&current).await;
+        }
         loop {
             let deadline = [self.machine.next_timeout(), self.schedule.next_due()]
                 .into_iter()
@@ -260,6 +291,7 @@ impl Speaker {
                 r = self.arp.recv(&mut arp_buf) => Wake::Frame(r.map(|n| (n, false))),
                 r = recv_opt(self.ndp.as_ref(), &mut ndp_buf) => Wake::Frame(r.map(|n| (n, true))),
                 h = next_health(&mut health) => Wake::Health(h),
+                m = next_membership(&mut self.updates) => Wake::Membership(m),
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timer,
             };
             let now = Instant::now();
@@ -297,12 +329,85 @@ impl Speaker {
                     self.io.os_errors += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Wake::Health(h) => self.machine.handle(Event::Health(h), now),
+                Wake::Health(h) => {
+                    self.healthy = h;
+                    self.machine.handle(Event::Health(h), now);
+                }
+                Wake::Membership(m) => self.reconfigure(&m).await,
             }
             let transitions = self.machine.stats().transitions;
             self.apply().await;
             self.publish(self.machine.stats().transitions != transitions);
         }
+    }
+
+    /// Switches the machine and the driver's per-node and per-VIP state to `m`.
+    async fn reconfigure(&mut self, m: &Membership) {
+        if m.cluster == self.opts.cluster && m.peers == self.opts.peers {
+            return;
+        }
+        let cluster = match Cluster::new(&m.cluster) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an invalid membership");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let member = cluster.node_index(&self.opts.node).is_some();
+        // Announcement schedules are indexed by VIP: remember them by address.
+        let scheduled: Vec<IpAddr> = self
+            .cluster
+            .vips()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.schedule.contains(*i as VipIndex))
+            .map(|(_, v)| v.addr)
+            .collect();
+        let mut peer_addrs = vec![None; cluster.nodes().len()];
+        for (i, node) in cluster.nodes().iter().enumerate() {
+            if *node != self.opts.node {
+                peer_addrs[i] = m.peers.get(node).copied();
+            }
+        }
+        self.machine
+            .handle(Event::Reconfigure(Arc::clone(&cluster)), now);
+        if !member {
+            // The machine keeps its old cluster and withdraws everything; so do we.
+            tracing::warn!(node = %self.opts.node, "this node is not a member; withdrawing every VIP");
+            self.apply().await;
+            return;
+        }
+        // Withdrawals of VIPs that are gone carry their old index: apply them first. Heartbeats
+        // already use the new node indices.
+        self.peer_addrs = peer_addrs;
+        self.apply().await;
+        self.schedule = AnnounceSchedule::new(self.opts.refresh);
+        for addr in scheduled {
+            if let Some(v) = cluster.vip_index(addr).filter(|&v| self.machine.owns(v)) {
+                self.schedule.start(v, now);
+            }
+        }
+        if self.ndp.is_none() && cluster.vips().iter().any(|v| v.addr.is_ipv6()) {
+            match PacketSocket::open(&self.opts.interface, self.netlink.index(), ETH_P_IPV6) {
+                Ok(s) => self.ndp = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the NDP socket for IPv6 VIPs");
+                    self.io.os_errors += 1;
+                }
+            }
+        }
+        self.cluster = cluster;
+        self.opts.cluster = m.cluster.clone();
+        self.opts.peers = m.peers.clone();
+        // A node that had left the cluster comes back with its current health.
+        self.machine.handle(Event::Health(self.healthy), now);
+        tracing::info!(
+            nodes = self.cluster.nodes().len(),
+            vips = self.cluster.vips().len(),
+            "membership applied"
+        );
+        self.publish(true);
     }
 
     fn decode(&mut self, datagram: &[u8]) -> Option<Event> {
@@ -499,11 +604,25 @@ enum Wake {
     Udp(io::Result<(usize, SocketAddr)>),
     Frame(io::Result<(usize, bool)>),
     Health(bool),
+    Membership(Arc<Membership>),
 }
 
 async fn recv_opt(socket: Option<&PacketSocket>, buf: &mut [u8]) -> io::Result<usize> {
     match socket {
         Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_membership(rx: &mut Option<watch::Receiver<Arc<Membership>>>) -> Arc<Membership> {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *rx = None;
+                return std::future::pending().await;
+            }
+            Arc::clone(&r.borrow_and_update())
+        }
         None => std::future::pending().await,
     }
 }
