@@ -4,7 +4,7 @@
 //! forwarding to the leader) into its `tls[].secretName` Secret; the proxy (Kubernetes provider)
 //! serves it, verified against Pebble's root; the leader allocates LoadBalancer addresses from
 //! the configured pools (a CIDR and an inclusive range); killing the leader with SIGKILL hands
-//! the Lease, and the allocation, to the other process.
+//! the Lease, the allocation and the leader label of its pod to the other process.
 
 mod controller_common;
 
@@ -13,13 +13,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use controller_common::pebble::{Pebble, PebbleOptions, free_port, install_crypto};
-use controller_common::{KillOnDrop, http_get, metric, spawn_controller, verified_handshake};
+use controller_common::{KillOnDrop, http_get, metric, verified_handshake};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_testenv::ApiServer;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
+
+const LEADER_LABEL: &str = k8s_glue::controller::LEADER_LABEL;
 
 const HOST: &str = "shop.fairway.test";
 const SECRET: &str = "shop-tls";
@@ -99,6 +101,35 @@ ca_bundle = "{ca}"
     )
     .unwrap();
     path
+}
+
+/// `fairway-controller --config <config>` as pod `pod` (`$POD_NAME`), logging to `log`.
+fn spawn_controller(config: &Path, pod: &str, log: &Path) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_fairway-controller"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info,k8s_glue=debug")
+            .env("POD_NAME", pod)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start fairway-controller"),
+    )
+}
+
+/// The controller pods' [`LEADER_LABEL`] values, by pod name.
+async fn leader_labels(pods: &Api<Pod>, ids: &[&str]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(
+            pods.get(id)
+                .await
+                .ok()
+                .and_then(|p| p.labels().get(LEADER_LABEL).cloned()),
+        );
+    }
+    out
 }
 
 fn lb_service(name: &str, pinned: Option<&str>) -> Service {
@@ -199,10 +230,29 @@ async fn two_controllers_elect_issue_into_the_ingress_secret_allocate_and_fail_o
         .iter()
         .map(|id| dir.path().join(format!("{id}.log")))
         .collect();
+    // Pod objects standing for the controllers' pods (no kubelet runs them): the leader labels
+    // its own.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    for id in ids {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": id, "labels": {"app.kubernetes.io/name": "fairway-controller"}},
+            "spec": {"automountServiceAccountToken": false,
+                     "containers": [{"name": "controller", "image": "fairway/fairway:0.1.0"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
     let mut controllers: Vec<Option<KillOnDrop>> = configs
         .iter()
         .zip(&logs)
-        .map(|(c, l)| Some(KillOnDrop(spawn_controller(c, l))))
+        .zip(ids)
+        .map(|((c, l), id)| Some(spawn_controller(c, id, l)))
         .collect();
     let proxy_config = dir.path().join("proxy.toml");
     std::fs::write(
@@ -268,6 +318,17 @@ namespaces = ["{ns}"]
             (is_leader(admins[leader]) == Some(1.0) && is_leader(admins[follower]) == Some(0.0))
                 .then_some(())
         },
+    )
+    .await;
+
+    let mut want = vec![None, None];
+    want[leader] = Some("true".to_string());
+    want[follower] = Some("false".to_string());
+    eventually(
+        Duration::from_secs(10),
+        "the leader's pod labelled",
+        context,
+        || async { (leader_labels(&pods, &ids).await == want).then_some(()) },
     )
     .await;
 
@@ -357,6 +418,15 @@ namespaces = ["{ns}"]
         || async { (is_leader(admins[follower]) == Some(1.0)).then_some(()) },
     )
     .await;
+    eventually(
+        Duration::from_secs(10),
+        "the new leader's pod labelled",
+        context,
+        || async {
+            (leader_labels(&pods, &ids).await[follower].as_deref() == Some("true")).then_some(())
+        },
+    )
+    .await;
     services
         .create(&PostParams::default(), &lb_service("after", None))
         .await
@@ -374,4 +444,43 @@ namespaces = ["{ns}"]
     assert_eq!(ips, ["203.0.113.66"], "the earlier allocations are kept");
     assert_eq!(status_ips(&services, "auto").await, ["203.0.113.65"]);
     drop(controllers);
+}
+
+/// The deployed configuration (the `fairway.toml` key of `deploy/30-config.yaml`) passes
+/// `fairway-controller --check` in Kubernetes mode, pools included.
+#[test]
+fn deployed_config_passes_the_controller_check() {
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/30-config.yaml"),
+    )
+    .unwrap();
+    let (_, body) = yaml
+        .split_once("fairway.toml: |\n")
+        .expect("fairway.toml key");
+    let toml: String = body
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fairway.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fairway-controller"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("POD_NAMESPACE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("kubernetes: Lease <pod namespace>/fairway-controller, 1 LoadBalancer pools"),
+        "{stdout}"
+    );
 }

@@ -12,6 +12,9 @@
 //!   them into the issuer's wanted list and the store's Secret names.
 //! - [`while_leader`] runs a task (the [`crate::LbController`]) during each term only: two
 //!   allocators would race for the same addresses.
+//! - [`label_pod`] marks the leader's pod with [`LEADER_LABEL`], so the HTTP-01 challenge
+//!   Service can select the leader alone: only the leader listens on the challenge port, and a
+//!   Service over every replica would send some validations to a closed port.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -20,9 +23,10 @@ use std::time::Duration;
 
 use acme_issuer::{LeaderElector, Leadership, WantedCert};
 use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -115,6 +119,44 @@ pub async fn while_leader<F, Fut>(
     }
     if let Some(task) = running {
         task.abort();
+    }
+}
+
+/// The pod label the leader sets to `"true"` on its own pod (`"false"` otherwise).
+pub const LEADER_LABEL: &str = "fairway.dev/acme-leader";
+
+/// Keeps pod `namespace/pod`'s [`LEADER_LABEL`] equal to `leadership` (merge-patching only on
+/// change, retrying failed patches every `retry`) until the channel closes.
+pub async fn label_pod(
+    client: Client,
+    namespace: &str,
+    pod: &str,
+    mut leadership: watch::Receiver<Leadership>,
+    retry: Duration,
+) {
+    let api: Api<Pod> = Api::namespaced(client, namespace);
+    let mut written: Option<bool> = None;
+    loop {
+        let leading = leadership.borrow_and_update().is_leader;
+        if written != Some(leading) {
+            let patch = serde_json::json!({
+                "metadata": {"labels": {LEADER_LABEL: leading.to_string()}}
+            });
+            match api
+                .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => written = Some(leading),
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{namespace}/{pod}"), error = %e, "labelling the pod failed; retrying");
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
+            }
+        }
+        if leadership.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use acme_issuer::LeaderElector;
+use acme_issuer::{LeaderElector, Leadership};
+use k8s_glue::controller::{CertRequestsConfig, IngressCertRequests, LEADER_LABEL, label_pod};
 use k8s_glue::{
     IngressWatcher, LeaseConfig, LeaseElector, SecretStore, SecretStoreConfig, WatchConfig,
 };
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_testenv::ApiServer;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
@@ -162,6 +163,76 @@ async fn manifests_apply_strictly_and_rbac_is_least_privilege() {
             .delete("default", &Default::default())
             .await
     ));
+    // It watches Ingresses and IngressClasses cluster-wide for ACME requests.
+    let requests = IngressCertRequests::start(
+        controller.clone(),
+        CertRequestsConfig {
+            controller: "fairway.dev/ingress-controller".into(),
+            default_class: false,
+            secret_namespace: "fairway".into(),
+            debounce: Duration::from_millis(10),
+        },
+    );
+    let mut requested = requests.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), requested.wait_for(|r| r.synced))
+        .await
+        .expect("the controller's Ingress watches must sync under its RBAC")
+        .unwrap();
+    // It labels its own pod (the challenge Service selects the leader's) but deletes no pod and
+    // touches none elsewhere.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "fairway-controller-0", "namespace": "fairway"},
+        "spec": {"serviceAccountName": "fairway-controller", "automountServiceAccountToken": false,
+                 "containers": [{"name": "controller", "image": "fairway/fairway:0.1.0"}]}
+    }))
+    .unwrap();
+    let admin_pods = Api::<Pod>::namespaced(admin.clone(), "fairway");
+    admin_pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let (_leading, leadership) = tokio::sync::watch::channel(Leadership {
+        is_leader: true,
+        epoch: 1,
+    });
+    let labeller = tokio::spawn({
+        let controller = controller.clone();
+        async move {
+            label_pod(
+                controller,
+                "fairway",
+                "fairway-controller-0",
+                leadership,
+                Duration::from_millis(100),
+            )
+            .await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = admin_pods.get("fairway-controller-0").await.unwrap();
+        if p.labels().get(LEADER_LABEL).map(String::as_str) == Some("true") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the controller could not label its pod"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    labeller.abort();
+    let label = serde_json::json!({"metadata": {"labels": {LEADER_LABEL: "true"}}});
+    assert!(forbidden(
+        Api::<Pod>::namespaced(controller.clone(), "default")
+            .patch("x", &PatchParams::default(), &Patch::Merge(&label))
+            .await
+    ));
+    assert!(forbidden(
+        Api::<Pod>::namespaced(controller.clone(), "fairway")
+            .delete("fairway-controller-0", &Default::default())
+            .await
+    ));
+
     // It may write Service status (LoadBalancer allocation) but not Services themselves.
     let svc = Api::<Service>::namespaced(controller.clone(), "fairway");
     let status =

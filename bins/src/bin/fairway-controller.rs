@@ -24,8 +24,10 @@
 //!   namespace only; Ingresses elsewhere are logged as ignored). Every `fairway-proxy` with
 //!   `[kubernetes]` serves those Secrets.
 //! - **Challenges**: as in file mode, the leader alone serves HTTP-01 tokens on
-//!   `[acme].challenge_address`; proxies forward to it (a Service selecting the controller pods:
-//!   the standby is not listening, so only the leader's endpoint answers).
+//!   `[acme].challenge_address`; proxies forward to it through a Service. Only the leader
+//!   listens, so in a pod (`$POD_NAME` set) the controller labels its own pod
+//!   `fairway.dev/acme-leader: "true"` while leading (`"false"` otherwise) and the challenge
+//!   Service selects that label (deploy/40-controller.yaml).
 //! - **LoadBalancer Services**: with `[[kubernetes.load_balancer.pools]]`, the leader allocates
 //!   addresses to Services of `[kubernetes.load_balancer].class` and writes their status.
 //! - The admin listener (`[acme].admin_address`) works in both modes.
@@ -45,7 +47,7 @@ use bins::config::acme::AcmeConfig;
 use bins::config::kubernetes::{KubernetesSection, PodEnv};
 use clap::Parser;
 use k8s_glue::controller::{
-    CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, while_leader,
+    CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, label_pod, while_leader,
 };
 use k8s_glue::{LbController, LeaseElector, SecretStore};
 use tokio::net::TcpListener;
@@ -189,8 +191,9 @@ async fn run(config: AcmeConfig) -> Result<(), String> {
 /// LoadBalancer allocation on the leader.
 async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(), String> {
     let file = config.path.display().to_string();
+    let env = PodEnv::read();
     let settings = kube
-        .controller_settings(&PodEnv::read())
+        .controller_settings(&env)
         .map_err(|e| format!("{file}: {e}"))?;
     let resolvers = config.resolvers().map_err(|e| e.to_string())?;
     let resolver_names = resolvers.iter().map(|r| r.name.clone()).collect();
@@ -243,9 +246,10 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
         ))
     };
 
-    let load_balancer = settings.load_balancer.map(|lb| {
+    let load_balancer = settings.load_balancer.clone().map(|lb| {
         tracing::info!(class = %lb.class, pools = lb.pools.len(), "allocating LoadBalancer addresses while leading");
         let identity = settings.lease.identity.clone();
+        let client = client.clone();
         tokio::spawn(while_leader(
             elector.subscribe(),
             Duration::from_secs(2),
@@ -265,9 +269,21 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
         ))
     });
 
+    // In a pod: the challenge Service selects the leader's pod by label.
+    let labelling = env.pod_name.clone().map(|pod| {
+        let (client, namespace, leadership) =
+            (client.clone(), namespace.clone(), elector.subscribe());
+        tokio::spawn(async move {
+            label_pod(client, &namespace, &pod, leadership, Duration::from_secs(1)).await;
+        })
+    });
+
     admin(&config, issuer.status(), snapshots).await?;
     shutdown_signal().await?;
     tracing::info!("shutting down; releasing the Lease");
+    if let Some(task) = labelling {
+        task.abort();
+    }
     feeding.abort();
     if let Some(lb) = load_balancer {
         lb.abort();
