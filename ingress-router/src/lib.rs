@@ -55,6 +55,7 @@ mod error;
 mod eval;
 mod explain;
 mod hash;
+mod hosts;
 pub mod ingress;
 mod prepare;
 pub mod reference;
@@ -64,6 +65,7 @@ pub mod rule;
 mod scoped;
 mod shared;
 mod table;
+mod trie;
 
 /// The `http` crate this API uses (`HeaderMap`, `Request`), re-exported for callers.
 pub use http;

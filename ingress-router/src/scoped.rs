@@ -102,18 +102,6 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
             .map(|(_, _, v)| v)
     }
 
-    /// Mutable access to an existing value (build time).
-    pub(crate) fn get_mut(&mut self, scope: u32, key: &str) -> Option<&mut V> {
-        let slot = self.map.get_mut(&(scope, H::hash(key)))?;
-        if slot.key.is(key) {
-            return Some(&mut slot.value);
-        }
-        self.spill
-            .iter_mut()
-            .find(|(s, k, _)| *s == scope && &**k == key)
-            .map(|(_, _, v)| v)
-    }
-
     /// The value for (scope, key), inserting `make()` first if absent.
     pub(crate) fn get_or_insert_with(
         &mut self,
@@ -151,10 +139,6 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
                 &mut self.spill[at].2
             }
         }
-    }
-
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.map.reserve(n);
     }
 
     /// Every value (build time).

@@ -15,8 +15,8 @@
 //!   virtual host a segment-wise trie whose nodes carry the best Prefix path ending there and
 //!   the best Exact path equal to the node's path (so the exact-path map is folded into the
 //!   trie: a path is `Exact`-equal iff the walk consumes every segment). The best rank along the
-//!   walk is the longest path (ties as the spec says). All trie edges of all hosts live in one
-//!   hash table keyed by (parent node, segment).
+//!   walk is the longest path (ties as the spec says). The tries are flattened host by host
+//!   into one array of 32-byte nodes so a match touches few cache lines (see [`crate::trie`]).
 //! * **Ingress default backend**: the oldest.
 
 use crate::RouterError;
@@ -27,9 +27,10 @@ use crate::request::{MAX_HOST, RequestView, normalize_host, split_first_label};
 use crate::route::{FileRoute, IngressRoute, Matched, Warning};
 use crate::rule::{Matcher, Rule};
 use crate::scoped::ScopedMap;
+use crate::trie::IngressIndex;
 
 /// "No rank": worse than every real rank.
-const NONE: u32 = u32::MAX;
+use crate::trie::NONE;
 /// Largest DNF expansion of one rule that still goes into the indexes.
 const MAX_CONJUNCTIONS: usize = 16;
 
@@ -353,140 +354,6 @@ impl FileIndex {
     }
 }
 
-/// A node of a virtual host's segment trie: its id (the scope of its children's edges) and the
-/// best ranks of the Prefix paths ending here and of the Exact path equal to it.
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    id: u32,
-    prefix: u32,
-    exact: u32,
-}
-
-#[derive(Debug, Clone, Default)]
-struct IngressIndex {
-    /// Trie root per precise host.
-    exact_hosts: ScopedMap<Node>,
-    /// Trie root per wildcard suffix.
-    wildcard_hosts: ScopedMap<Node>,
-    /// Trie root of the host-less rules.
-    any_host: Option<Node>,
-    /// Every trie edge: (parent id, segment) -> child.
-    edges: ScopedMap<Node>,
-    next_id: u32,
-}
-
-impl IngressIndex {
-    /// The node reached from `host`'s root by the `/`-separated segments of `path` (empty:
-    /// the root; `/` is one empty segment), created as needed.
-    fn node(&mut self, host: &HostPat, path: &str) -> &mut Node {
-        let fresh = Node {
-            id: self.next_id,
-            prefix: NONE,
-            exact: NONE,
-        };
-        let root = match host {
-            HostPat::Any => self.any_host.get_or_insert(fresh).id,
-            HostPat::Exact(h) => self.exact_hosts.get_or_insert_with(0, h, || fresh).id,
-            HostPat::Wildcard(s) => self.wildcard_hosts.get_or_insert_with(0, s, || fresh).id,
-        };
-        if root == fresh.id {
-            self.next_id += 1;
-        }
-        let Some(rest) = path.strip_prefix('/') else {
-            return match host {
-                HostPat::Any => self.any_host.as_mut(),
-                HostPat::Exact(h) => self.exact_hosts.get_mut(0, h),
-                HostPat::Wildcard(s) => self.wildcard_hosts.get_mut(0, s),
-            }
-            .expect("root created above");
-        };
-        let (init, last) = match rest.rsplit_once('/') {
-            Some((init, last)) => (Some(init), last),
-            None => (None, rest),
-        };
-        let mut parent = root;
-        for seg in init.into_iter().flat_map(|i| i.split('/')) {
-            let fresh = Node {
-                id: self.next_id,
-                prefix: NONE,
-                exact: NONE,
-            };
-            let child = *self.edges.get_or_insert_with(parent, seg, || fresh);
-            if child.id == fresh.id {
-                self.next_id += 1;
-            }
-            parent = child.id;
-        }
-        let fresh = Node {
-            id: self.next_id,
-            prefix: NONE,
-            exact: NONE,
-        };
-        let next = &mut self.next_id;
-        let node = self.edges.get_or_insert_with(parent, last, || fresh);
-        if node.id == fresh.id {
-            *next += 1;
-        }
-        node
-    }
-
-    fn build<B>(prepared: &Prepared<B>) -> IngressIndex {
-        let mut ix = IngressIndex::default();
-        ix.edges.reserve(prepared.paths.len());
-        for (rank, p) in prepared.paths.iter().enumerate() {
-            let rank = rank as u32;
-            if p.exact {
-                let node = ix.node(&p.host, &p.written);
-                node.exact = node.exact.min(rank);
-            } else {
-                let node = ix.node(&p.host, p.prefix());
-                node.prefix = node.prefix.min(rank);
-            }
-        }
-        ix
-    }
-
-    /// The trie root of the virtual host serving `host` (virtual host first).
-    #[inline]
-    fn select_vhost(&self, host: Option<&str>) -> Option<Node> {
-        if let Some(h) = host {
-            if let Some(&n) = self.exact_hosts.get(0, h) {
-                return Some(n);
-            }
-            if !self.wildcard_hosts.is_empty()
-                && let Some((_, rest)) = split_first_label(h)
-                && let Some(&n) = self.wildcard_hosts.get(0, rest)
-            {
-                return Some(n);
-            }
-        }
-        self.any_host
-    }
-
-    /// Rank of the winning Ingress path: the best along the trie walk, plus the Exact path of
-    /// the node the whole path leads to.
-    #[inline]
-    fn lookup(&self, req: &Normalized<'_>) -> u32 {
-        let Some(mut node) = self.select_vhost(req.host) else {
-            return NONE;
-        };
-        let mut best = node.prefix;
-        if let Some(rest) = req.path.strip_prefix('/') {
-            for seg in rest.split('/') {
-                match self.edges.get(node.id, seg) {
-                    Some(&child) => {
-                        node = child;
-                        best = best.min(node.prefix);
-                    }
-                    None => return best,
-                }
-            }
-            best = best.min(node.exact);
-        }
-        best
-    }
-}
-
 /// An immutable compiled route table. Build it off the hot path, share it via
 /// [`SharedTable`](crate::SharedTable), and call [`Table::route`] per request.
 #[derive(Debug, Clone)]
@@ -539,9 +406,9 @@ impl<B> Table<B> {
         {
             p.file[rank as usize].entry
         } else {
-            match self.ingress.lookup(&req) {
+            match self.ingress.lookup(req.host, req.path) {
                 NONE => *p.defaults.first()?,
-                rank => p.paths[rank as usize].entry,
+                entry => entry,
             }
         };
         let e = &p.entries[entry as usize];
@@ -579,6 +446,6 @@ impl<B> Table<B> {
 
     /// Number of trie nodes (all virtual hosts), for capacity reporting.
     pub fn trie_nodes(&self) -> usize {
-        self.ingress.next_id as usize
+        self.ingress.nodes()
     }
 }

@@ -217,6 +217,113 @@ proptest! {
     }
 }
 
+/// Segments for the flattened-trie cases: many short siblings (more than the 8 a node scans
+/// linearly), lengths around the 8-byte inline limit, a long one and the empty segment.
+const SEGMENTS: &[&str] = &[
+    "s0",
+    "s1",
+    "s2",
+    "s3",
+    "s4",
+    "s5",
+    "s6",
+    "s7",
+    "s8",
+    "s9",
+    "s10",
+    "s11",
+    "abcdefgh",
+    "abcdefgi",
+    "abcdefghi",
+    "abcdefghj",
+    "a-segment-longer-than-eight-bytes",
+    "",
+];
+/// Hosts around the 24-byte inline key limit of the host table.
+const LONG_HOSTS: &[&str] = &[
+    "abcdefghijklmnop.example",
+    "abcdefghijklmnoq.example",
+    "abcdefghijklmnop.example.org",
+    "x.abcdefghijklmnop.example",
+    "a-host-name-well-over-twenty-four-bytes.example.com",
+    "b.a-host-name-well-over-twenty-four-bytes.example.com",
+];
+const LONG_RULE_HOSTS: &[&str] = &[
+    "abcdefghijklmnop.example",
+    "abcdefghijklmnop.example.org",
+    "*.abcdefghijklmnop.example",
+    "a-host-name-well-over-twenty-four-bytes.example.com",
+    "*.a-host-name-well-over-twenty-four-bytes.example.com",
+];
+
+fn seg_path(max: usize) -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(proptest::sample::select(SEGMENTS), 0..max),
+        any::<bool>(),
+    )
+        .prop_map(|(segs, slash)| {
+            let mut p = format!("/{}", segs.join("/"));
+            if slash && !p.ends_with('/') {
+                p.push('/');
+            }
+            p
+        })
+}
+
+fn wide_ingress_routes() -> impl Strategy<Value = Vec<IngressRoute<u32>>> {
+    let one = (
+        proptest::option::of(proptest::sample::select(LONG_RULE_HOSTS)),
+        proptest::sample::select(&[PathType::Exact, PathType::Prefix][..]),
+        seg_path(4),
+    );
+    proptest::collection::vec(one, 0..48).prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, path_type, path))| IngressRoute {
+                origin: IngressOrigin {
+                    namespace: "ns".into(),
+                    name: format!("ing{}", i % 3),
+                    created: None,
+                },
+                matcher: IngressMatch::Path {
+                    rule_index: 0,
+                    path_index: i,
+                    host: host.map(str::to_owned),
+                    path_type,
+                    path,
+                },
+                backend: i as u32,
+            })
+            .collect()
+    })
+}
+
+fn wide_request() -> impl Strategy<Value = Req> {
+    (proptest::sample::select(LONG_HOSTS), seg_path(6)).prop_map(|(host, path)| Req {
+        host: host.to_owned(),
+        path,
+        method: "GET",
+        header: None,
+        query: "",
+        ip: None,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The flattened trie's corner cases: nodes with more children than it scans linearly,
+    /// segments and hosts on both sides of the inline-storage limits, empty segments.
+    #[test]
+    fn wide_and_long_tries_match_reference(
+        ingress in wide_ingress_routes(),
+        reqs in proptest::collection::vec(wide_request(), 1..32),
+    ) {
+        check(Vec::new(), ingress, &reqs)?;
+    }
+}
+
 fn value() -> impl Strategy<Value = String> {
     "[a-z`\"\\\\ é/.*-]{0,8}"
 }
