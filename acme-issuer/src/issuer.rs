@@ -26,7 +26,7 @@ use crate::order::{OrderRequest, OrderRun, OrderTiming};
 use crate::policy::backoff::{Backoff, BackoffPolicy};
 use crate::policy::budget::OrderBudget;
 use crate::policy::renewal::{AriWindow, Decision, RenewalPolicy, jitter_sample};
-use crate::store::{IssuerStore, PendingOrder, ResolverState, same_names};
+use crate::store::{ExistingCert, IssuerStore, PendingOrder, ResolverState, same_names};
 use crate::{Error, Step};
 
 /// One ACME resolver (Traefik's `certificatesResolvers.<name>`).
@@ -435,25 +435,19 @@ impl Worker {
                 break;
             };
             match result {
-                Ok(resumed) => {
+                Ok(Done { resumed, not_after }) => {
                     // Report the new certificate's expiry now, not a round later: a scrape
                     // that follows the first handshake with the new certificate must see it.
-                    match self.store.load(&key.0) {
-                        Ok(state) => {
-                            let not_after = state.best_for(&key.1).map(|b| b.validity.not_after);
-                            self.status.send_modify(|s| {
-                                for c in s
-                                    .certificates
-                                    .iter_mut()
-                                    .filter(|c| c.resolver == key.0 && c.main == key.1[0])
-                                {
-                                    c.not_after = not_after;
-                                    c.failures = 0;
-                                }
-                            });
+                    self.status.send_modify(|s| {
+                        for c in s
+                            .certificates
+                            .iter_mut()
+                            .filter(|c| c.resolver == key.0 && c.main == key.1[0])
+                        {
+                            c.not_after = not_after.or(c.not_after);
+                            c.failures = 0;
                         }
-                        Err(e) => self.note_error(&e),
-                    }
+                    });
                     // Re-plan at once: the next round re-reads the store for every certificate.
                     wake = SystemTime::now();
                     self.backoff.remove(&key);
@@ -604,6 +598,15 @@ impl Worker {
     }
 }
 
+/// A completed order, as the planning loop needs it.
+struct Done {
+    /// The order was resumed from a persisted one rather than created.
+    resumed: bool,
+    /// `notAfter` of the new certificate (`None` only if its leaf does not parse, which the
+    /// store would then report).
+    not_after: Option<SystemTime>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_job(
     job: Job,
@@ -614,7 +617,7 @@ async fn run_job(
     epoch: u64,
     timing: OrderTiming,
     order_timeout: Duration,
-) -> (CertKey, Result<bool, Error>) {
+) -> (CertKey, Result<Done, Error>) {
     let resolver = job.key.0.clone();
     let save_pending = {
         let store = store.clone();
@@ -647,12 +650,17 @@ async fn run_job(
         Ok((Err(e), retry_after)) => Err(with_retry_after(e, retry_after)),
         Ok((Ok(issued), _)) => {
             let domains = job.request.domains.clone();
-            let resumed = issued.resumed;
+            let done = Done {
+                resumed: issued.resumed,
+                not_after: ExistingCert::from_chain_pem(Vec::new(), &issued.chain_pem)
+                    .ok()
+                    .map(|c| c.validity.not_after),
+            };
             blocking(resolver.clone(), move || {
                 store.save_certificate(&resolver, &domains, &issued.chain_pem, &issued.key_pem)
             })
             .await
-            .map(|()| resumed)
+            .map(|()| done)
         }
     };
     (job.key, result)

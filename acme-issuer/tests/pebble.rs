@@ -515,3 +515,112 @@ async fn traefik_rsa_account_is_replaced_and_nothing_else_changes_with_eab() {
 
 /// Used when the shared fixtures are not next to the checkout (a published crate).
 const FALLBACK_FIXTURE: &str = r#"{"default":{"Account":{"Email":"test@email.com","Registration":{"body":{"status":"valid","contact":["mailto:test@email.com"]},"uri":"https://acme-v02.api.letsencrypt.org/acme/acct/12345678"},"PrivateKey":"Q2VydGlmaWNhdGUgS2V5","KeyType":"4096"},"Certificates":[{"domain":{"main":"my.domain.com"},"certificate":"Q2VydGlmaWNhdGU=","key":"Q2VydGlmaWNhdGUgS2V5","Store":"default"}]}}"#;
+
+/// RFC 9773 against Pebble's ARI (a build that has `renewalInfo`): a certificate the CA revoked
+/// gets an immediate suggested window, so a fresh issuer renews it long before 2/3 of its
+/// lifetime, and the new order names the old certificate in `replaces` (Pebble marks the old
+/// order as replaced only for such orders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ari_window_from_the_ca_renews_a_revoked_certificate_with_replaces() {
+    use acme_issuer::IssuerStore;
+    use instant_acme::{Account, RevocationRequest};
+    use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+    install_crypto();
+    let registry = Http01Registry::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = listener.local_addr().unwrap().port();
+    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
+    let mut opts = PebbleOptions::new(http_port, free_port(false));
+    opts.ari = true;
+    let pebble = Pebble::start(opts).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = file_store(dir.path());
+    let store = Arc::new(AcmeJsonStore::new(files.clone()));
+    let spawn = || {
+        Issuer::spawn(IssuerParts {
+            resolvers: vec![resolver(&pebble, ChallengeKind::Http01)],
+            wanted: vec![wanted(&["ari.fairway.test"], None)],
+            options: options(),
+            store: store.clone(),
+            elector: Arc::new(AlwaysLeader::default()),
+            solvers: vec![Arc::new(Http01Solver::new(registry.clone())) as Arc<dyn ChallengeSolver>],
+        })
+        .unwrap()
+    };
+
+    // First certificate; Pebble's window for it is far in the future (5-year default lifetime).
+    let issuer = spawn();
+    let mut status = issuer.status();
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(30),
+        "first issuance",
+        |s| issued(s) >= 1,
+    )
+    .await;
+    drop(status);
+    drop(issuer);
+    let first = entry(files.as_ref(), "ari.fairway.test");
+
+    // The CA revokes it (here: the account itself, as after a key compromise report).
+    let account_record = store
+        .load("pebble")
+        .unwrap()
+        .account
+        .expect("account stored");
+    let account = Account::builder_with_http(Box::new(pebble.http()))
+        .from_parts(
+            account_record.uri.unwrap(),
+            PrivatePkcs8KeyDer::from(account_record.private_key_der.unwrap()),
+            pebble.directory_url.clone(),
+        )
+        .await
+        .unwrap();
+    let leaf = CertificateDer::from(first.chain()[0].to_vec());
+    account
+        .revoke(&RevocationRequest {
+            certificate: &leaf,
+            reason: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}\n{}", pebble.logs()));
+    assert_eq!(pebble.orders_replaced(), 0);
+
+    // A restarted issuer asks for the window, is told "now", and replaces the certificate.
+    let issuer = spawn();
+    let mut status = issuer.status();
+    wait_status(
+        &mut status,
+        &pebble,
+        Duration::from_secs(30),
+        "ARI-driven renewal",
+        |s| issued(s) >= 1,
+    )
+    .await;
+    let second = entry(files.as_ref(), "ari.fairway.test");
+    assert_ne!(second.serial_hex(), first.serial_hex());
+    let age = SystemTime::now()
+        .duration_since(first.not_before())
+        .unwrap_or_default();
+    let life = first
+        .not_after()
+        .duration_since(first.not_before())
+        .unwrap();
+    assert!(
+        age < life / 100,
+        "renewed at {age:?} of a {life:?} lifetime: the CA's window, not the 2/3 policy"
+    );
+    verify_chain(second.chain(), &pebble.root_pem().await, "ari.fairway.test").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pebble.orders_replaced() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pebble.orders_replaced(),
+        1,
+        "the renewal order carried `replaces`\n{}",
+        pebble.logs()
+    );
+}

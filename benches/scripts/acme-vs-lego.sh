@@ -2,17 +2,18 @@
 # ACME issuance throughput: fairway-controller vs lego, 100 certificates each from a fresh
 # Pebble with the same configuration, measured in the same run.
 #
-# Pebble (Debian 2.4.0 or $FAIRWAY_PEBBLE): PEBBLE_VA_NOSLEEP=1, nonce rejection 0 %, authz reuse
+# Pebble (scripts/build-pebble.sh's v2.10.3 if built, else Debian 2.4.0; or $FAIRWAY_PEBBLE): PEBBLE_VA_NOSLEEP=1, nonce rejection 0 %, authz reuse
 # 0 %, pebble-challtestsrv as its DNS (every name -> 127.0.0.1), HTTP-01 on one port.
 #   fairway: one fairway-controller process, 100 [[acme.certificates]], serving HTTP-01 on that
-#            port itself (max_in_flight = $INFLIGHT, order budget opened to 1000/s so the
+#            port itself (max_in_flight = $INFLIGHT, by default as many as lego gets processes;
+#            order budget opened to 1000/s so the
 #            default 10/10 s throttle does not cap the run).
 #   lego:    100 parallel `lego run` processes (HTTP-01 webroot; nginx serves the webroot on
 #            that port), each registering its own account, as in a per-domain script.
 # Each client gets its own fresh Pebble. Time = start of the client(s) until all 100
 # certificates exist (fairway: in acme.json; lego: 100 .crt files); account registration counts.
 #
-# Usage: benches/scripts/acme-vs-lego.sh     (env: N=100 INFLIGHT=32 LEGO_PARALLEL=$N
+# Usage: benches/scripts/acme-vs-lego.sh     (env: N=100 INFLIGHT=$N LEGO_PARALLEL=$N
 #        FAIRWAY_PROFILE=release|debug FAIRWAY_CONTROLLER=prebuilt-binary FAIRWAY_PEBBLE=...
 #        FAIRWAY_PEBBLE_CHALLTESTSRV=...
 #        KEEP=1 keeps the scratch directory with every log, SKIP_LEGO=1 runs fairway only)
@@ -20,12 +21,19 @@
 set -euo pipefail
 
 N=${N:-100}
-INFLIGHT=${INFLIGHT:-32}
+INFLIGHT=${INFLIGHT:-$N}
 LEGO_PARALLEL=${LEGO_PARALLEL:-$N}
 PROFILE=${FAIRWAY_PROFILE:-release}
 TIMEOUT=${TIMEOUT:-300}
-PEBBLE=${FAIRWAY_PEBBLE:-/usr/bin/pebble}
-CHALLTESTSRV=${FAIRWAY_PEBBLE_CHALLTESTSRV:-/usr/bin/pebble-challtestsrv}
+# Default: the Pebble scripts/build-pebble.sh builds (the one the README's numbers used), else Debian's.
+PINNED_PEBBLE=${FAIRWAY_PEBBLE_DIR:-$HOME/.cache/fairway-pebble}/v2.10.3
+if [ -x "$PINNED_PEBBLE/pebble" ] && [ -x "$PINNED_PEBBLE/pebble-challtestsrv" ]; then
+    DEFAULT_PEBBLE=$PINNED_PEBBLE/pebble DEFAULT_CHALLTESTSRV=$PINNED_PEBBLE/pebble-challtestsrv
+else
+    DEFAULT_PEBBLE=/usr/bin/pebble DEFAULT_CHALLTESTSRV=/usr/bin/pebble-challtestsrv
+fi
+PEBBLE=${FAIRWAY_PEBBLE:-$DEFAULT_PEBBLE}
+CHALLTESTSRV=${FAIRWAY_PEBBLE_CHALLTESTSRV:-$DEFAULT_CHALLTESTSRV}
 BASE_PORT=${BASE_PORT:-24100}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/fairway-target}
@@ -75,7 +83,10 @@ cat > "$WORK/pebble.json" <<JSON
 JSON
 
 # challtestsrv >= 1.4 (Pebble >= 2.5) renamed -dns01 to -dnsserver and added DoH on :8443.
-if "$CHALLTESTSRV" -h 2>&1 | grep -q -- '-dnsserver'; then
+# (Capture the help first: `-h` exits non-zero, and under pipefail `-h | grep -q` fails whenever
+# grep's early exit or the exit status wins the race.)
+CHALLTESTSRV_HELP=$("$CHALLTESTSRV" -h 2>&1 || true)
+if [[ $CHALLTESTSRV_HELP == *-dnsserver* ]]; then
     DNS_FLAGS=(-dnsserver "127.0.0.1:$DNS_PORT" -doh "")
 else
     DNS_FLAGS=(-dns01 "127.0.0.1:$DNS_PORT")

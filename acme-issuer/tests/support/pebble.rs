@@ -50,6 +50,30 @@ pub struct PebbleOptions {
     pub authz_reuse: u8,
     /// Require External Account Binding with this (kid, base64url MAC key).
     pub eab: Option<(String, String)>,
+    /// Run the ARI-capable Pebble built by `scripts/build-pebble.sh` instead of Debian's 2.4.0,
+    /// which has no `renewalInfo`.
+    pub ari: bool,
+}
+
+/// The Pebble release `scripts/build-pebble.sh` builds (first with RFC 9773 ARI and `replaces`).
+pub const ARI_PEBBLE_VERSION: &str = "v2.10.3";
+
+/// `(pebble, pebble-challtestsrv)` of the ARI-capable build, or a failure naming the script.
+fn ari_binaries() -> (String, String) {
+    let dir = std::env::var_os("FAIRWAY_PEBBLE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/fairway-pebble")
+        })
+        .join(ARI_PEBBLE_VERSION);
+    let (pebble, dns) = (dir.join("pebble"), dir.join("pebble-challtestsrv"));
+    assert!(
+        pebble.exists() && dns.exists(),
+        "{} not found: run scripts/build-pebble.sh (scripts/test.sh does) to build Pebble {ARI_PEBBLE_VERSION}",
+        pebble.display()
+    );
+    (pebble.display().to_string(), dns.display().to_string())
 }
 
 impl PebbleOptions {
@@ -61,6 +85,7 @@ impl PebbleOptions {
             nonce_reject: 5,
             authz_reuse: 0,
             eab: None,
+            ari: false,
         }
     }
 }
@@ -138,10 +163,17 @@ impl Pebble {
         std::fs::write(&config, serde_json::json!({ "pebble": pebble }).to_string()).unwrap();
 
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
-        let challtestsrv = binary(
-            "FAIRWAY_PEBBLE_CHALLTESTSRV",
-            "/usr/bin/pebble-challtestsrv",
-        );
+        let (pebble_bin, challtestsrv) = if opts.ari {
+            ari_binaries()
+        } else {
+            (
+                binary("FAIRWAY_PEBBLE", "/usr/bin/pebble"),
+                binary(
+                    "FAIRWAY_PEBBLE_CHALLTESTSRV",
+                    "/usr/bin/pebble-challtestsrv",
+                ),
+            )
+        };
         // challtestsrv >= 1.4 (Pebble >= 2.5) renamed -dns01 to -dnsserver and added DoH.
         let help = std::process::Command::new(&challtestsrv)
             .arg("-h")
@@ -164,7 +196,7 @@ impl Pebble {
             .kill_on_drop(true)
             .spawn()
             .expect("start pebble-challtestsrv (Debian package `pebble`)");
-        let pebble = Command::new(binary("FAIRWAY_PEBBLE", "/usr/bin/pebble"))
+        let pebble = Command::new(&pebble_bin)
             .arg("-config")
             .arg(&config)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
@@ -248,6 +280,14 @@ impl Pebble {
             tail(read("pebble.log")),
             tail(read("pebble.err"))
         )
+    }
+
+    /// How many orders Pebble marked as replaced by an ARI `replaces` order (from its log).
+    pub fn orders_replaced(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("pebble.log"))
+            .unwrap_or_default()
+            .matches("has been marked as replaced")
+            .count()
     }
 
     /// How many orders Pebble created (from its log).
