@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # VIP failover, side by side: keepalived VRRPv3 (advert_int 1 and 0.1) vs fairway-speaker
-# (default and safe profiles), on real ARP in network namespaces.
+# (default, safe and fast profiles), on real ARP in network namespaces.
 #
 # Topology (documentation ranges only): namespace <p>sw holds bridge br0; three speaker nodes
 # <p>n1..n3 (198.51.100.11-13, 2001:db8::11-13, eth0 -> port pK on br0) and a client <p>cl
@@ -11,12 +11,12 @@
 #             the interface and the owner's kernel would keep answering: no outage to measure)
 #   linkcut   the owner's bridge port goes down
 #   graceful  SIGTERM of the owner's daemon (VRRP priority-0 advert / fairway release)
-# Then a soak: fairway (default and safe profiles) and keepalived (advert 0.1) run side by side for
+# Then a soak: fairway (default, safe and fast profiles) and keepalived (advert 0.1) run side by side for
 # SOAK_SECS under CPU stress (STRESS_PER_CPU busy loops per core, default 2); every ownership
 # change is a false failover.
 #
 # Usage (as root): benches/scripts/vip-failover.sh
-#   TRIALS=10 SOAK_SECS=600 FAIRWAY_SPEAKER=/path/to/fairway-speaker SETUPS="ka1 ka01 fw fwsafe"
+#   TRIALS=10 SOAK_SECS=600 FAIRWAY_SPEAKER=/path/to/fairway-speaker SETUPS="ka1 ka01 fw fwsafe fwfast"
 #   CASES="hardkill linkcut graceful" KEEP_LOGS=/some/dir (daemon logs survive the run)
 #   SETUPS="" skips the failover trials (soak only)
 set -euo pipefail
@@ -24,7 +24,7 @@ set -euo pipefail
 TRIALS=${TRIALS:-10}
 SOAK_SECS=${SOAK_SECS:-600}
 STRESS_PER_CPU=${STRESS_PER_CPU:-2}
-SETUPS=${SETUPS:-"ka1 ka01 fw fwsafe"}
+SETUPS=${SETUPS:-"ka1 ka01 fw fwsafe fwfast"}
 CASES=${CASES:-"hardkill linkcut graceful"}
 VIP=198.51.100.50
 PORT=7946
@@ -59,7 +59,7 @@ cleanup() {
     # Daemons started in trial subshells, and keepalived's VRRP children (by recorded pid).
     # shellcheck disable=SC2046
     kill -KILL $(cat "$WORK"/all.pids "$WORK"/*.pid 2>/dev/null) 2>/dev/null
-    for pfx in "$P" "${P}s-" "${P}t-"; do
+    for pfx in "$P" "${P}s-" "${P}t-" "${P}u-"; do
         for ns in sw n1 n2 n3 cl; do ip netns del "$pfx$ns" 2>/dev/null; done
     done
     if [[ -n ${KEEP_LOGS:-} ]]; then
@@ -118,7 +118,7 @@ vrrp_instance VI_1 {
 }
 KA
         done
-        for profile in default safe; do
+        for profile in default safe fast; do
             cat >"$dir/fw-$profile-n$k.toml" <<FW
 [speaker]
 node = "n$k"
@@ -145,8 +145,10 @@ start_daemon() {
             ip netns exec "$ns" keepalived -n -l -D -P -f "$dir/ka-$adv-n$k.conf" \
                 -p "$dir/ka-$p$k.pid" -r "$dir/ka-vrrp-$p$k.pid" >>"$dir/$setup-n$k.log" 2>&1 &
             ;;
-        fw|fwsafe)
-            local profile=default; [[ $setup == fwsafe ]] && profile=safe
+        fw|fwsafe|fwfast)
+            local profile=default
+            [[ $setup == fwsafe ]] && profile=safe
+            [[ $setup == fwfast ]] && profile=fast
             FAIRWAY_LOG=info ip netns exec "$ns" "$FAIRWAY_SPEAKER" \
                 --config "$dir/fw-$profile-n$k.toml" >>"$dir/$setup-n$k.log" 2>&1 &
             ;;
@@ -256,6 +258,7 @@ label() {
         ka01) echo "keepalived v3 advert 0.1s" ;;
         fw) echo "fairway default (100ms x3)" ;;
         fwsafe) echo "fairway safe (250ms x5)" ;;
+        fwfast) echo "fairway fast (50ms x3)" ;;
     esac
 }
 
@@ -293,11 +296,13 @@ fi
 if [[ $SOAK_SECS -gt 0 ]]; then
     ip -n "${P}cl" neigh flush dev eth0
     # Side-by-side soak: fairway default in topology $P, keepalived 0.1 s in "${P}s-",
-    # fairway safe in "${P}t-".
+    # fairway safe in "${P}t-", fairway fast in "${P}u-".
     Q="${P}s-"
     R="${P}t-"
+    U="${P}u-"
     topology "$Q"
     topology "$R"
+    topology "$U"
     for k in 1 2 3; do
         ip -n "${P}sw" link set "p$k" up
         ip -n "${P}n$k" addr del "$VIP/32" dev eth0 2>/dev/null || true
@@ -306,12 +311,14 @@ if [[ $SOAK_SECS -gt 0 ]]; then
         start_daemon "$P" fw "$k" "$WORK"
         start_daemon "$Q" ka01 "$k" "$WORK"
         start_daemon "$R" fwsafe "$k" "$WORK"
+        start_daemon "$U" fwfast "$k" "$WORK"
     done
-    wait_owner "$P" 15 >/dev/null && wait_owner "$Q" 15 >/dev/null && wait_owner "$R" 15 >/dev/null ||
+    wait_owner "$P" 15 >/dev/null && wait_owner "$Q" 15 >/dev/null && wait_owner "$R" 15 >/dev/null && wait_owner "$U" 15 >/dev/null ||
         { echo "soak: no owner" >&2; exit 1; }
     sleep 2
     fw_before=$(cat "$WORK"/fw-n*.log | grep -c "again=false" || true)
     fws_before=$(cat "$WORK"/fwsafe-n*.log | grep -c "again=false" || true)
+    fwf_before=$(cat "$WORK"/fwfast-n*.log | grep -c "again=false" || true)
     ka_before=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
     for ((i = 0; i < $(nproc) * STRESS_PER_CPU; i++)); do
         (while :; do :; done) &
@@ -322,10 +329,12 @@ if [[ $SOAK_SECS -gt 0 ]]; then
     STRESS_PIDS=()
     fw_after=$(cat "$WORK"/fw-n*.log | grep -c "again=false" || true)
     fws_after=$(cat "$WORK"/fwsafe-n*.log | grep -c "again=false" || true)
+    fwf_after=$(cat "$WORK"/fwfast-n*.log | grep -c "again=false" || true)
     ka_after=$(cat "$WORK"/ka01-n*.log | grep -c "Entering MASTER STATE" || true)
     echo
     echo "Soak: ${SOAK_SECS}s under CPU stress ($(( $(nproc) * STRESS_PER_CPU )) busy loops on $(nproc) CPUs), false failovers:"
     echo "  fairway default (100ms x3): $((fw_after - fw_before))"
     echo "  keepalived v3 advert 0.1s:  $((ka_after - ka_before))"
     echo "  fairway safe (250ms x5):    $((fws_after - fws_before))"
+    echo "  fairway fast (50ms x3):     $((fwf_after - fwf_before))"
 fi

@@ -18,13 +18,17 @@ fn vip(i: usize) -> IpAddr {
 }
 
 fn config(nodes: usize, vips: usize, quorum: bool, seed: u64) -> SimConfig {
+    config_with(Timing::DEFAULT, nodes, vips, quorum, seed)
+}
+
+fn config_with(timing: Timing, nodes: usize, vips: usize, quorum: bool, seed: u64) -> SimConfig {
     SimConfig {
         cluster: ClusterConfig {
             nodes: (0..nodes)
                 .map(|i| NodeId::new(format!("node-{i}")))
                 .collect(),
             vips: (0..vips).map(|i| VipSpec::new(vip(i))).collect(),
-            timing: Timing::DEFAULT,
+            timing,
             quorum,
             preempt_delay: None,
         },
@@ -242,6 +246,15 @@ fn apply(sim: &mut Simulation, op: &Op) {
     }
 }
 
+/// Every shipped timing profile: the properties must hold for each of them.
+fn profile() -> impl Strategy<Value = Timing> {
+    prop_oneof![
+        Just(Timing::DEFAULT),
+        Just(Timing::SAFE),
+        Just(Timing::FAST)
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -249,11 +262,12 @@ proptest! {
     /// announcers for one VIP at any instant.
     #[test]
     fn quorum_mode_never_has_two_owners(
+        timing in profile(),
         nodes in 3usize..6,
         seed in any::<u64>(),
         ops in proptest::collection::vec(op(5), 1..25),
     ) {
-        let mut sim = Simulation::new(&config(nodes, 3, true, seed)).unwrap();
+        let mut sim = Simulation::new(&config_with(timing, nodes, 3, true, seed)).unwrap();
         for o in &ops {
             let o = match o {
                 Op::Crash(n) | Op::Start(n) | Op::Stop(n) if usize::from(*n) >= nodes => continue,
@@ -270,13 +284,14 @@ proptest! {
     /// After a crash of the owner, a new owner appears within the detection bound.
     #[test]
     fn crash_failover_within_detection_bound(
+        timing in profile(),
         nodes in 2usize..7,
         quorum in any::<bool>(),
         seed in any::<u64>(),
         phase_ms in 0u64..1000,
     ) {
         let nodes = if quorum { nodes.max(3) } else { nodes };
-        let cfg = config(nodes, 2, quorum, seed);
+        let cfg = config_with(timing, nodes, 2, quorum, seed);
         let mut sim = Simulation::new(&cfg).unwrap();
         converge(&mut sim);
         sim.run_for(Duration::from_millis(500 + phase_ms));
@@ -291,11 +306,12 @@ proptest! {
     /// 5% loss without failures: nothing ever moves.
     #[test]
     fn no_flapping_under_five_percent_loss(
+        timing in profile(),
         nodes in 3usize..6,
         quorum in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let mut cfg = config(nodes, 6, quorum, seed);
+        let mut cfg = config_with(timing, nodes, 6, quorum, seed);
         cfg.net.loss = 0.05;
         let mut sim = Simulation::new(&cfg).unwrap();
         converge(&mut sim);
