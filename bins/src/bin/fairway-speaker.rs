@@ -2,6 +2,10 @@
 //! runs `vip_failover::linux::Speaker`, serves `/metrics` and `/status` on the admin listener,
 //! and on SIGTERM/SIGINT withdraws its VIPs and hands them over before exiting.
 //!
+//! With `[speaker.kubernetes]` the members, VIPs and candidates come from the API server
+//! (`k8s_glue::speakers::SpeakerWatcher`): the speaker waits until its node is a member, starts
+//! with that view, and applies every later one live (`Speaker::follow`).
+//!
 //! Wiring only: the election lives in `vip_failover::Machine`, the I/O in
 //! `vip_failover::linux`.
 
@@ -24,7 +28,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use vip_failover::linux::{Speaker, SpeakerStatus};
+use vip_failover::linux::{Membership, Speaker, SpeakerOptions, SpeakerStatus};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -54,22 +58,38 @@ fn main() -> ExitCode {
     } else {
         builder.init();
     }
-    let config = match bins::config::speaker::load(&args.config) {
+    let mut config = match bins::config::speaker::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fairway-speaker: {e}");
             return ExitCode::from(2);
         }
     };
+    if config.kubernetes.is_some() && config.node.is_empty() {
+        match std::env::var("NODE_NAME") {
+            Ok(n) if !n.is_empty() => config.node = n,
+            _ => {
+                eprintln!(
+                    "fairway-speaker: {}: speaker.node: not set and $NODE_NAME is empty",
+                    args.config.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let incarnation = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
-    let options = match config.to_options(&args.config, incarnation) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("fairway-speaker: {e}");
-            return ExitCode::from(2);
-        }
+    // The static file's options now; Kubernetes mode builds them from the first view.
+    let options = match &config.kubernetes {
+        Some(_) => None,
+        None => match config.to_options(&args.config, incarnation) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("fairway-speaker: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,13 +102,28 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let speaker = match Speaker::bind(options).await {
+        let (options, memberships) = match options {
+            Some(o) => (o, None),
+            None => match from_kubernetes(&config, &args.config, incarnation).await {
+                Ok((o, m)) => (o, Some(m)),
+                Err((code, e)) => {
+                    eprintln!("fairway-speaker: {e}");
+                    return code;
+                }
+            },
+        };
+        let mut speaker = match Speaker::bind(options).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("fairway-speaker: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        // Kept alive while the speaker runs: dropping it would stop the watches.
+        let _watcher = memberships.map(|(watcher, rx)| {
+            speaker.follow(rx);
+            watcher
+        });
         if let Some(addr) = config.admin {
             let token = match bins::dashboard::load_token(
                 "speaker.admin_token_file",
@@ -126,6 +161,81 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Kubernetes mode: starts the watches, waits until this node is a member (its speaker pod is
+/// seen with an address), and returns the options for that view plus a feed of later ones.
+async fn from_kubernetes(
+    config: &bins::config::speaker::SpeakerConfig,
+    path: &std::path::Path,
+    incarnation: u64,
+) -> Result<
+    (
+        SpeakerOptions,
+        (
+            k8s_glue::speakers::SpeakerWatcher,
+            watch::Receiver<Arc<Membership>>,
+        ),
+    ),
+    (ExitCode, String),
+> {
+    let (Some(k), Some(settings)) = (&config.kubernetes, config.kubernetes_settings()) else {
+        return Err((ExitCode::from(2), "no [speaker.kubernetes]".into()));
+    };
+    let client = k.client().await.map_err(|e| {
+        (
+            ExitCode::FAILURE,
+            format!("{}: speaker.kubernetes: {e}", path.display()),
+        )
+    })?;
+    let watcher = k8s_glue::speakers::SpeakerWatcher::start(client, settings);
+    let mut views = watcher.subscribe();
+    let first = loop {
+        if let Some(v) = views.borrow_and_update().clone()
+            && v.is_member(&config.node)
+        {
+            break v;
+        }
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() {
+                return Err((ExitCode::FAILURE, "the Kubernetes watch ended".into()));
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+                tracing::info!(node = %config.node, "waiting for this node's speaker pod to be listed with an address");
+            }
+        }
+    };
+    tracing::info!(
+        nodes = first.cluster.nodes.len(),
+        vips = first.cluster.vips.len(),
+        "membership from Kubernetes"
+    );
+    let options = config
+        .to_options_with(
+            path,
+            incarnation,
+            first.cluster.clone(),
+            first.peers.clone(),
+        )
+        .map_err(|e| (ExitCode::from(2), e.to_string()))?;
+    let membership = |v: &k8s_glue::speakers::SpeakerView| {
+        Arc::new(Membership {
+            cluster: v.cluster.clone(),
+            peers: v.peers.clone(),
+        })
+    };
+    let (tx, rx) = watch::channel(membership(&first));
+    tokio::spawn(async move {
+        while views.changed().await.is_ok() {
+            let Some(v) = views.borrow_and_update().clone() else {
+                continue;
+            };
+            if tx.send(membership(&v)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((options, (watcher, rx)))
 }
 
 /// Polls a TCP connect every 500 ms; three failures in a row make the node unhealthy, one

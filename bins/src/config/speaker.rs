@@ -6,7 +6,7 @@
 //! interface = "eth0"
 //! key_file = "/etc/fairway/speaker.key"   # shared HMAC key, mode 0600, >= 16 bytes
 //! mode = "kernel"                  # kernel (add the VIP to the interface) | arp-only
-//! profile = "default"              # default (100 ms × 3) | safe (250 ms × 5)
+//! profile = "default"              # default (100 ms × 3) | safe (250 ms × 5) | fast (50 ms × 3)
 //! # interval_ms = 100              # optional overrides of the profile
 //! # multiplier = 3
 //! quorum = false                   # announce only while a majority is visible
@@ -26,6 +26,28 @@
 //! # prefix = 32                    # kernel mode: prefix length on the interface
 //! # candidates = ["n1", "n2"]      # default: every node
 //! # priorities = { n1 = 150 }      # default 100; higher wins, ties by sha256(node#vip)
+//! ```
+//!
+//! On Kubernetes, `[speaker.kubernetes]` replaces `nodes` and `vips` (which must then be
+//! absent): the members are the nodes running a speaker pod (heartbeats to the pod's IP, else
+//! the node's InternalIP, at `heartbeat_port`), the VIPs are the `status.loadBalancer` addresses
+//! the controller gave our LoadBalancer Services, and the candidates follow node and speaker-pod
+//! readiness and `externalTrafficPolicy: Local` endpoints; every change is applied live.
+//! `node` defaults to `$NODE_NAME` (the DaemonSet sets it from `spec.nodeName`) and `listen` to
+//! `0.0.0.0:<heartbeat_port>`. Timing, quorum and preemption must match on every node.
+//!
+//! ```toml
+//! [speaker]
+//! interface = "eth0"
+//! key_file = "/etc/fairway/speaker/key"
+//! mode = "arp-only"                # kube-proxy accepts the traffic
+//! [speaker.kubernetes]
+//! # kubeconfig = "/etc/fairway/kubeconfig"   # absent: in-cluster service account
+//! pod_namespace = "fairway"        # "" = every namespace
+//! pod_selector = "app.kubernetes.io/name=fairway-speaker"
+//! heartbeat_port = 7946
+//! load_balancer_class = "fairway.dev/lb"
+//! default_class = false            # also class-less LoadBalancer Services
 //! ```
 //!
 //! Only the `[speaker]` table is read; other sections of the shared file are ignored.
@@ -94,6 +116,8 @@ pub enum Profile {
     Default,
     /// 250 ms × 5, for noisy VMs.
     Safe,
+    /// 50 ms × 3, for quiet dedicated hosts (sub-0.2 s hard failover).
+    Fast,
 }
 
 /// One VIP.
@@ -115,20 +139,82 @@ fn default_mode() -> AddressMode {
     AddressMode::Kernel
 }
 
+fn default_pod_namespace() -> String {
+    "fairway".into()
+}
+
+fn default_pod_selector() -> String {
+    "app.kubernetes.io/name=fairway-speaker".into()
+}
+
+fn default_heartbeat_port() -> u16 {
+    7946
+}
+
+fn default_lb_class() -> String {
+    k8s_glue::lb::DEFAULT_LB_CLASS.into()
+}
+
+/// `[speaker.kubernetes]`: members and VIPs from the API server instead of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeakerKubernetes {
+    /// A kubeconfig file (its current context); absent: the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the speaker pods (empty: every namespace).
+    #[serde(default = "default_pod_namespace")]
+    pub pod_namespace: String,
+    /// Label selector of the speaker pods.
+    #[serde(default = "default_pod_selector")]
+    pub pod_selector: String,
+    /// UDP heartbeat port of every speaker.
+    #[serde(default = "default_heartbeat_port")]
+    pub heartbeat_port: u16,
+    /// Our `spec.loadBalancerClass` (as the controller's `[kubernetes.load_balancer] class`).
+    #[serde(default = "default_lb_class")]
+    pub load_balancer_class: String,
+    /// Also class-less LoadBalancer Services (as the controller's `default_class`).
+    #[serde(default)]
+    pub default_class: bool,
+}
+
+impl SpeakerKubernetes {
+    /// An API client from the kubeconfig, or the in-cluster environment (binaries only).
+    pub async fn client(&self) -> Result<kube::Client, String> {
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?,
+        };
+        kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
+    }
+}
+
 /// The `[speaker]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpeakerConfig {
-    /// This node's name.
+    /// This node's name (with `[speaker.kubernetes]`: default `$NODE_NAME`, filled in by the
+    /// binary).
+    #[serde(default)]
     pub node: String,
     /// Interface the VIPs live on.
     pub interface: String,
     /// Shared HMAC key file.
     pub key_file: PathBuf,
-    /// Every node's heartbeat address (including this node's).
+    /// Every node's heartbeat address (including this node's); not with `kubernetes`.
+    #[serde(default)]
     pub nodes: BTreeMap<String, SocketAddr>,
-    /// The VIPs.
+    /// The VIPs; not with `kubernetes`.
+    #[serde(default)]
     pub vips: Vec<VipConfig>,
+    /// Members and VIPs from Kubernetes.
+    pub kubernetes: Option<SpeakerKubernetes>,
     /// Address mode.
     #[serde(default = "default_mode")]
     pub mode: AddressMode,
@@ -200,6 +286,28 @@ impl SpeakerConfig {
                 return Err(invalid("admin_token_file".into(), reason));
             }
         }
+        if let Some(k) = &self.kubernetes {
+            if !self.nodes.is_empty() || !self.vips.is_empty() {
+                return Err(invalid(
+                    "kubernetes".into(),
+                    "members and VIPs come from Kubernetes: remove speaker.nodes and speaker.vips"
+                        .into(),
+                ));
+            }
+            if k.heartbeat_port == 0 {
+                return Err(invalid(
+                    "kubernetes.heartbeat_port".into(),
+                    "must be positive".into(),
+                ));
+            }
+            if k.pod_selector.trim().is_empty() {
+                return Err(invalid(
+                    "kubernetes.pod_selector".into(),
+                    "must select the speaker pods".into(),
+                ));
+            }
+            return self.validate_timing(path);
+        }
         if !self.nodes.contains_key(&self.node) {
             return Err(invalid(
                 "node".into(),
@@ -212,15 +320,7 @@ impl SpeakerConfig {
                 "at least one VIP is required".into(),
             ));
         }
-        if self.interval_ms == Some(0) {
-            return Err(invalid("interval_ms".into(), "must be positive".into()));
-        }
-        if self.multiplier == Some(0) {
-            return Err(invalid("multiplier".into(), "must be positive".into()));
-        }
-        if self.refresh_secs == Some(0) {
-            return Err(invalid("refresh_secs".into(), "must be positive".into()));
-        }
+        self.validate_timing(path)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, vip) in self.vips.iter().enumerate() {
             if !seen.insert(vip.address) {
@@ -256,11 +356,46 @@ impl SpeakerConfig {
         Ok(())
     }
 
+    fn validate_timing(&self, path: &Path) -> Result<(), SpeakerConfigError> {
+        let invalid = |field: &str| SpeakerConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.into(),
+            message: "must be positive".into(),
+        };
+        if self.interval_ms == Some(0) {
+            return Err(invalid("interval_ms"));
+        }
+        if self.multiplier == Some(0) {
+            return Err(invalid("multiplier"));
+        }
+        if self.refresh_secs == Some(0) {
+            return Err(invalid("refresh_secs"));
+        }
+        Ok(())
+    }
+
+    /// With `[speaker.kubernetes]`: what the watcher needs (the timing, quorum and preemption
+    /// of this file go into every cluster it builds).
+    pub fn kubernetes_settings(&self) -> Option<k8s_glue::speakers::SpeakerSettings> {
+        let k = self.kubernetes.as_ref()?;
+        Some(k8s_glue::speakers::SpeakerSettings {
+            pod_namespace: (!k.pod_namespace.is_empty()).then(|| k.pod_namespace.clone()),
+            pod_selector: k.pod_selector.clone(),
+            heartbeat_port: k.heartbeat_port,
+            lb_class: k.load_balancer_class.clone(),
+            default_class: k.default_class,
+            timing: self.timing(),
+            quorum: self.quorum,
+            preempt_delay: self.preempt_delay_ms.map(Duration::from_millis),
+        })
+    }
+
     /// The effective failure-detection timing.
     pub fn timing(&self) -> Timing {
         let mut t = match self.profile {
             Profile::Default => Timing::DEFAULT,
             Profile::Safe => Timing::SAFE,
+            Profile::Fast => Timing::FAST,
         };
         if let Some(ms) = self.interval_ms {
             t.interval = Duration::from_millis(ms);
@@ -304,21 +439,45 @@ impl SpeakerConfig {
         path: &Path,
         incarnation: u64,
     ) -> Result<SpeakerOptions, SpeakerConfigError> {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(n, a)| (NodeId::new(n), *a))
+            .collect();
+        self.to_options_with(path, incarnation, self.cluster(), nodes)
+    }
+
+    /// The driver options for `cluster` with heartbeat addresses `nodes` (this node's entry, if
+    /// any, is the default `listen` address; with `kubernetes`, `0.0.0.0:<heartbeat_port>`).
+    pub fn to_options_with(
+        &self,
+        path: &Path,
+        incarnation: u64,
+        cluster: ClusterConfig,
+        nodes: BTreeMap<NodeId, SocketAddr>,
+    ) -> Result<SpeakerOptions, SpeakerConfigError> {
         let key =
             SharedKey::from_file(&self.key_file).map_err(|source| SpeakerConfigError::Key {
                 path: path.to_owned(),
                 source,
             })?;
-        let listen = self.listen.unwrap_or(self.nodes[&self.node]);
-        let peers = self
-            .nodes
-            .iter()
-            .filter(|(n, _)| **n != self.node)
-            .map(|(n, a)| (NodeId::new(n), *a))
-            .collect();
+        let me = NodeId::new(&self.node);
+        let listen = match (&self.kubernetes, self.listen) {
+            (_, Some(l)) => l,
+            (Some(k), None) => SocketAddr::from(([0, 0, 0, 0], k.heartbeat_port)),
+            (None, None) => nodes
+                .get(&me)
+                .copied()
+                .ok_or_else(|| SpeakerConfigError::Invalid {
+                    path: path.to_owned(),
+                    field: "node".into(),
+                    message: format!("`{}` has no heartbeat address", self.node),
+                })?,
+        };
+        let peers = nodes.into_iter().filter(|(n, _)| *n != me).collect();
         let mut opts = SpeakerOptions::new(
-            self.cluster(),
-            NodeId::new(&self.node),
+            cluster,
+            me,
             self.interface.clone(),
             listen,
             peers,
@@ -393,7 +552,7 @@ candidates = ["n2", "n3"]
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("f.toml: speaker.node:"), "{e}");
-        let bad = EXAMPLE.replace("profile = \"safe\"", "profile = \"fast\"");
+        let bad = EXAMPLE.replace("profile = \"safe\"", "profile = \"turbo\"");
         let e = from_toml(&bad, Path::new("f.toml"))
             .unwrap_err()
             .to_string();
@@ -415,6 +574,57 @@ candidates = ["n2", "n3"]
             "admin = \"0.0.0.0:9901\"\nadmin_token_file = \"/run/secrets/admin-token\"",
         );
         assert!(from_toml(&ok, Path::new("f.toml")).is_ok());
+    }
+
+    const KUBERNETES: &str = r#"
+[speaker]
+interface = "eth0"
+key_file = "/nonexistent"
+mode = "arp-only"
+quorum = true
+[speaker.kubernetes]
+pod_namespace = ""
+heartbeat_port = 7000
+"#;
+
+    #[test]
+    fn kubernetes_mode_takes_members_and_vips_from_the_cluster() {
+        let c = from_toml(KUBERNETES, Path::new("f.toml")).unwrap();
+        assert!(c.node.is_empty() && c.nodes.is_empty() && c.vips.is_empty());
+        let s = c.kubernetes_settings().unwrap();
+        assert_eq!(s.pod_namespace, None, "empty: every namespace");
+        assert_eq!(s.pod_selector, "app.kubernetes.io/name=fairway-speaker");
+        assert_eq!(s.heartbeat_port, 7000);
+        assert_eq!(s.lb_class, k8s_glue::lb::DEFAULT_LB_CLASS);
+        assert!(s.quorum && s.timing == Timing::DEFAULT);
+        assert!(
+            from_toml(EXAMPLE, Path::new("f.toml"))
+                .unwrap()
+                .kubernetes_settings()
+                .is_none()
+        );
+
+        let both = format!("{KUBERNETES}[speaker.nodes]\nn1 = \"198.51.100.11:7946\"\n");
+        let e = from_toml(&both, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("f.toml: speaker.kubernetes: members and VIPs"),
+            "{e}"
+        );
+        let e = from_toml(&KUBERNETES.replace("7000", "0"), Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "f.toml: speaker.kubernetes.heartbeat_port: must be positive"
+        );
+        // Without `kubernetes`, nodes and VIPs are still required.
+        let bare = KUBERNETES.split("[speaker.kubernetes]").next().unwrap();
+        let e = from_toml(bare, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: speaker.node:"), "{e}");
     }
 
     #[test]
