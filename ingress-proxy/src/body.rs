@@ -7,12 +7,17 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::upstream::h1conn::InlineBody;
 use crate::upstream::h1pool::ResponseGuard;
+
+/// The error of a [`ProxyBody`]: hyper's, or an upstream body that broke its framing.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
     #[project = InnerProj]
     enum Inner {
         Stream { #[pin] body: Incoming, guard: Option<ResponseGuard> },
+        Inline { #[pin] body: InlineBody },
         Full { data: Option<Bytes> },
     }
 }
@@ -32,6 +37,7 @@ impl std::fmt::Debug for ProxyBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
             Inner::Stream { .. } => f.write_str("ProxyBody::Stream"),
+            Inner::Inline { .. } => f.write_str("ProxyBody::Inline"),
             Inner::Full { data } => write!(
                 f,
                 "ProxyBody::Full({} bytes)",
@@ -66,6 +72,13 @@ impl ProxyBody {
         }
     }
 
+    /// A response body read inline from an upstream connection.
+    pub(crate) fn inline(body: InlineBody) -> Self {
+        Self {
+            inner: Inner::Inline { body },
+        }
+    }
+
     pub(crate) fn stream_counted(body: Incoming, guard: ResponseGuard) -> Self {
         Self {
             inner: Inner::Stream {
@@ -84,12 +97,12 @@ impl From<Incoming> for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().inner.project() {
             InnerProj::Stream { mut body, guard } => {
                 let poll = body.as_mut().poll_frame(cx);
@@ -111,8 +124,9 @@ impl Body for ProxyBody {
                     }
                     _ => {}
                 }
-                poll
+                poll.map(|o| o.map(|r| r.map_err(Into::into)))
             }
+            InnerProj::Inline { body } => body.poll_frame(cx),
             InnerProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -120,6 +134,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Stream { body, .. } => body.is_end_stream(),
+            Inner::Inline { body } => body.is_end_stream(),
             Inner::Full { data } => data.is_none(),
         }
     }
@@ -127,6 +142,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Stream { body, .. } => body.size_hint(),
+            Inner::Inline { body } => body.size_hint(),
             Inner::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }

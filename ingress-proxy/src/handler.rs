@@ -245,9 +245,8 @@ async fn proxy(
         Ok(fwd) => {
             let mut response = fwd.response;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(client_up) = client_upgrade {
-                    let upstream_up = hyper::upgrade::on(&mut response);
-                    let guard = fwd.inflight;
+                if let (Some(client_up), Some((upstream_up, guard))) = (client_upgrade, fwd.upgrade)
+                {
                     tokio::spawn(async move {
                         let _guard = guard;
                         if let (Ok(c), Ok(s)) = (client_up.await, upstream_up.await) {
@@ -256,14 +255,13 @@ async fn proxy(
                             let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
                         }
                     });
-                    return response.map(|_| ProxyBody::empty());
+                    return response;
                 }
                 // An upgrade we did not ask for: refuse to relay it.
                 return respond::status(StatusCode::BAD_GATEWAY);
             }
             remove_hop_by_hop(response.headers_mut());
-            let guard = fwd.inflight;
-            response.map(|b| ProxyBody::stream_counted(b, guard))
+            response
         }
         Err(UpstreamFailure::Unreachable) => respond::status(StatusCode::BAD_GATEWAY),
         Err(UpstreamFailure::Timeout) => respond::status(StatusCode::GATEWAY_TIMEOUT),

@@ -46,7 +46,7 @@ mod runtime;
 mod server;
 pub mod upstream;
 
-pub use body::ProxyBody;
+pub use body::{BoxError, ProxyBody};
 pub use config::ProxyConfig;
 pub use error::{ConfigError, ProxyError};
 pub use external::ExternalRoutes;

@@ -1,5 +1,6 @@
-//! The HTTP/1.1 upstream connection pool: one per endpoint, driving
-//! `hyper::client::conn::http1` connections directly.
+//! The HTTP/1.1 upstream connection pool: one per endpoint, holding inline connections
+//! ([`super::h1conn`], requests without a body) and `hyper::client::conn::http1` connections
+//! (requests with a body, upgrades).
 //!
 //! Why not hyper-util's legacy `Client` for HTTP/1.1: per request it hashes a pool key built
 //! from an absolute URI, races a checkout against a lazy connect, and, once the response head
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -24,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::endpoint::InflightGuard;
+use super::h1codec::ResponseHead;
+use super::h1conn::InlineConn;
 use crate::body::ProxyBody;
 
 /// Idle connections kept per endpoint at most (as the legacy client's `pool_max_idle_per_host`).
@@ -38,6 +41,8 @@ pub(crate) enum SendError {
     Http(hyper::Error),
     /// From the legacy client (h2c upstreams).
     Legacy(hyper_util::client::legacy::Error),
+    /// An inline connection ([`super::h1conn`]) failed after it was made.
+    Io(std::io::Error),
 }
 
 impl SendError {
@@ -47,6 +52,7 @@ impl SendError {
             SendError::Connect(_) => true,
             SendError::Http(_) => false,
             SendError::Legacy(e) => e.is_connect(),
+            SendError::Io(_) => false,
         }
     }
 
@@ -56,6 +62,7 @@ impl SendError {
             SendError::Connect(e) => e,
             SendError::Http(e) => e,
             SendError::Legacy(e) => e,
+            SendError::Io(e) => e,
         }
     }
 }
@@ -66,27 +73,110 @@ impl std::fmt::Display for SendError {
             SendError::Connect(e) => write!(f, "connect: {e}"),
             SendError::Http(e) => write!(f, "{e}"),
             SendError::Legacy(e) => write!(f, "{e}"),
+            SendError::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
-struct IdleConn {
-    tx: SendRequest<ProxyBody>,
+/// A connection that can wait in a pool.
+pub(crate) trait Pooled: Send + 'static {
+    /// Whether it is known to be unusable.
+    fn is_closed(&self) -> bool;
+}
+
+impl Pooled for SendRequest<ProxyBody> {
+    fn is_closed(&self) -> bool {
+        SendRequest::is_closed(self)
+    }
+}
+
+impl Pooled for InlineConn {
+    fn is_closed(&self) -> bool {
+        // Checked when taken ([`InlineConn::looks_alive`]); the reaper only enforces expiry.
+        false
+    }
+}
+
+struct IdleConn<C> {
+    conn: C,
     expires: Instant,
 }
 
-#[derive(Default)]
-struct PoolState {
+struct PoolState<C> {
     /// Most recently returned last (taken LIFO: the warmest connection first).
-    idle: Vec<IdleConn>,
+    idle: Vec<IdleConn<C>>,
     /// Whether a reaper task is closing expired idle connections.
     reaping: bool,
 }
 
-/// Idle HTTP/1.1 connections to one endpoint.
+impl<C> Default for PoolState<C> {
+    fn default() -> Self {
+        Self {
+            idle: Vec::new(),
+            reaping: false,
+        }
+    }
+}
+
+/// Idle connections of one kind, with their expiry.
+struct IdlePool<C> {
+    state: Arc<Mutex<PoolState<C>>>,
+}
+
+impl<C> Default for IdlePool<C> {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+        }
+    }
+}
+
+impl<C: Pooled> IdlePool<C> {
+    fn len(&self) -> usize {
+        lock(&self.state).idle.len()
+    }
+
+    fn take(&self) -> Option<C> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        while let Some(c) = state.idle.pop() {
+            if c.expires > now && !c.conn.is_closed() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, conn: C, idle_timeout: Duration) {
+        if conn.is_closed() {
+            return;
+        }
+        let expires = Instant::now() + idle_timeout;
+        let start_reaper = {
+            let mut state = lock(&self.state);
+            if state.idle.len() >= MAX_IDLE {
+                return;
+            }
+            state.idle.push(IdleConn { conn, expires });
+            !std::mem::replace(&mut state.reaping, true)
+        };
+        if start_reaper {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(reap(Arc::downgrade(&self.state)));
+                }
+                Err(_) => lock(&self.state).reaping = false,
+            }
+        }
+    }
+}
+
+/// Idle HTTP/1.1 connections to one endpoint: hyper client connections (requests with a
+/// body, upgrades) and inline ones (everything else).
 #[derive(Default)]
 pub(crate) struct H1Pool {
-    state: Arc<Mutex<PoolState>>,
+    hyper: IdlePool<SendRequest<ProxyBody>>,
+    inline: IdlePool<InlineConn>,
 }
 
 impl std::fmt::Debug for H1Pool {
@@ -98,43 +188,55 @@ impl std::fmt::Debug for H1Pool {
 }
 
 impl H1Pool {
-    /// Idle connections currently held.
+    /// Idle connections currently held (both kinds).
     pub(crate) fn idle_count(&self) -> usize {
-        lock(&self.state).idle.len()
+        self.hyper.len() + self.inline.len()
     }
 
     fn take(&self) -> Option<SendRequest<ProxyBody>> {
-        let now = Instant::now();
-        let mut state = lock(&self.state);
-        while let Some(c) = state.idle.pop() {
-            if c.expires > now && !c.tx.is_closed() {
-                return Some(c.tx);
-            }
-        }
-        None
+        self.hyper.take()
     }
 
     /// Returns a connection whose last response has been read completely.
     pub(crate) fn put(&self, tx: SendRequest<ProxyBody>, idle_timeout: Duration) {
-        if tx.is_closed() {
-            return;
-        }
-        let expires = Instant::now() + idle_timeout;
-        let start_reaper = {
-            let mut state = lock(&self.state);
-            if state.idle.len() >= MAX_IDLE {
-                return;
+        self.hyper.put(tx, idle_timeout);
+    }
+
+    /// Returns an inline connection whose last response has been read completely.
+    pub(crate) fn put_inline(&self, conn: InlineConn, idle_timeout: Duration) {
+        self.inline.put(conn, idle_timeout);
+    }
+
+    /// Sends a request without a body on an idle inline connection, or on a new one to
+    /// `authority`, and reads the response head. A reused connection that turns out stale
+    /// (closed by the upstream while idle: nothing at all came back) is skipped and the request
+    /// sent again on the next one, but only for an idempotent method; a fresh connection's
+    /// failure is reported.
+    pub(crate) async fn send_inline(
+        &self,
+        authority: &Authority,
+        connect_timeout: Duration,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<(ResponseHead, InlineConn), SendError> {
+        let idempotent = super::service::is_idempotent(method);
+        while let Some(mut conn) = self.inline.take() {
+            if !conn.looks_alive() {
+                continue;
             }
-            state.idle.push(IdleConn { tx, expires });
-            !std::mem::replace(&mut state.reaping, true)
-        };
-        if start_reaper {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn(reap(Arc::downgrade(&self.state)));
+            match conn.request(method, target, headers).await {
+                Ok(head) => return Ok((head, conn)),
+                Err(e) if e.nothing_received && idempotent => {
+                    tracing::debug!(error = %e.error, "stale pooled upstream connection; retrying");
                 }
-                Err(_) => lock(&self.state).reaping = false,
+                Err(e) => return Err(SendError::Io(e.error)),
             }
+        }
+        let mut conn = InlineConn::connect(authority, connect_timeout).await?;
+        match conn.request(method, target, headers).await {
+            Ok(head) => Ok((head, conn)),
+            Err(e) => Err(SendError::Io(e.error)),
         }
     }
 
@@ -171,19 +273,19 @@ impl H1Pool {
     }
 }
 
-fn lock(state: &Mutex<PoolState>) -> std::sync::MutexGuard<'_, PoolState> {
+fn lock<C>(state: &Mutex<PoolState<C>>) -> std::sync::MutexGuard<'_, PoolState<C>> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Closes expired idle connections until the pool is empty (then a later `put` starts a new
 /// reaper), so the idle timeout holds even when traffic stops.
-async fn reap(state: Weak<Mutex<PoolState>>) {
+async fn reap<C: Pooled>(state: Weak<Mutex<PoolState<C>>>) {
     loop {
         let next = {
             let Some(state) = state.upgrade() else { return };
             let now = Instant::now();
             let mut s = lock(&state);
-            s.idle.retain(|c| c.expires > now && !c.tx.is_closed());
+            s.idle.retain(|c| c.expires > now && !c.conn.is_closed());
             match s.idle.iter().map(|c| c.expires).min() {
                 Some(next) => next,
                 None => {
@@ -197,11 +299,8 @@ async fn reap(state: Weak<Mutex<PoolState>>) {
     }
 }
 
-/// Dials `authority` (`TCP_NODELAY` on) and starts the connection task.
-async fn connect(
-    authority: &Authority,
-    timeout: Duration,
-) -> Result<SendRequest<ProxyBody>, SendError> {
+/// Dials `authority` with `TCP_NODELAY` on, within `timeout`.
+pub(crate) async fn dial(authority: &Authority, timeout: Duration) -> Result<TcpStream, SendError> {
     let host = authority.host();
     let host = host
         .strip_prefix('[')
@@ -219,6 +318,15 @@ async fn connect(
         }
     };
     tcp.set_nodelay(true).map_err(SendError::Connect)?;
+    Ok(tcp)
+}
+
+/// Dials `authority` and starts hyper's connection task.
+async fn connect(
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, SendError> {
+    let tcp = dial(authority, timeout).await?;
     let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| SendError::Connect(std::io::Error::other(e)))?;

@@ -7,10 +7,12 @@ use std::time::Duration;
 use http::uri::{Parts as UriParts, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use super::balancer::Balancer;
 use super::client::UpstreamClient;
 use super::endpoint::Endpoint;
+use super::h1conn::into_response;
 use super::h1pool::{ResponseGuard, SendError};
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
@@ -94,11 +96,31 @@ fn client_body_failed(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A response from an endpoint plus the guard that keeps it counted as in flight (and holds
-/// its HTTP/1.1 connection until the body ends).
+/// A response from an endpoint, its body already counted at the endpoint until it ends (and
+/// holding its HTTP/1.1 connection until then).
 pub(crate) struct Forwarded {
-    pub(crate) response: Response<Incoming>,
-    pub(crate) inflight: ResponseGuard,
+    pub(crate) response: Response<ProxyBody>,
+    /// For a `101 Switching Protocols` from a hyper connection: the upstream side of the
+    /// tunnel, and the guard that keeps the endpoint counted while it lasts.
+    pub(crate) upgrade: Option<(OnUpgrade, ResponseGuard)>,
+}
+
+impl Forwarded {
+    /// Wraps a response from hyper's client (h2c, or an HTTP/1.1 request with a body or an
+    /// upgrade).
+    fn from_hyper(mut response: Response<Incoming>, guard: ResponseGuard) -> Self {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            let on = hyper::upgrade::on(&mut response);
+            return Self {
+                response: response.map(|_| ProxyBody::empty()),
+                upgrade: Some((on, guard)),
+            };
+        }
+        Self {
+            response: response.map(|b| ProxyBody::stream_counted(b, guard)),
+            upgrade: None,
+        }
+    }
 }
 
 impl UpstreamService {
@@ -161,7 +183,28 @@ impl UpstreamService {
                 attempt.headers_mut().insert(http::header::HOST, v);
             }
             let guard = ep.start_request();
-            let result = if self.version == Version::HTTP_11 {
+            let inline = self.version == Version::HTTP_11
+                && http_body::Body::is_end_stream(attempt.body())
+                && !attempt.headers().contains_key(http::header::UPGRADE);
+            let result = if inline {
+                // No body, no upgrade: driven inline by this task (see `h1conn`).
+                let target = pq.as_ref().map_or("/", |p| p.as_str());
+                let send = ep.h1_pool().send_inline(
+                    ep.authority(),
+                    self.timeouts.connect,
+                    attempt.method(),
+                    target,
+                    attempt.headers(),
+                );
+                match tokio::time::timeout(self.timeouts.response, send).await {
+                    Ok(Ok((head, conn))) => Ok(Ok(Forwarded {
+                        response: into_response(head, conn, guard, self.timeouts.idle),
+                        upgrade: None,
+                    })),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                }
+            } else if self.version == Version::HTTP_11 {
                 // Our own pool: origin-form target, the connection held by the response body.
                 *attempt.uri_mut() = pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
                 let send = ep
@@ -179,7 +222,10 @@ impl UpstreamService {
                         } else {
                             Some((tx, idle))
                         };
-                        Ok(Ok((response, conn)))
+                        Ok(Ok(Forwarded::from_hyper(
+                            response,
+                            ResponseGuard::new(guard, conn),
+                        )))
                     }
                     Ok(Err(e)) => Ok(Err(e)),
                     Err(e) => Err(e),
@@ -189,21 +235,20 @@ impl UpstreamService {
                 match tokio::time::timeout(self.timeouts.response, self.client.request(attempt))
                     .await
                 {
-                    Ok(Ok(response)) => Ok(Ok((response, None))),
+                    Ok(Ok(response)) => Ok(Ok(Forwarded::from_hyper(
+                        response,
+                        ResponseGuard::new(guard, None),
+                    ))),
                     Ok(Err(e)) => Ok(Err(SendError::Legacy(e))),
                     Err(e) => Err(e),
                 }
             };
             match result {
-                Ok(Ok((response, conn))) => {
+                Ok(Ok(forwarded)) => {
                     ep.passive().record_success();
-                    return Ok(Forwarded {
-                        response,
-                        inflight: ResponseGuard::new(guard, conn),
-                    });
+                    return Ok(forwarded);
                 }
                 Ok(Err(err)) => {
-                    drop(guard);
                     let connect = err.is_connect();
                     if connect {
                         self.metrics.connect_errors.inc();
