@@ -195,6 +195,12 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
     let settings = kube
         .controller_settings(&env)
         .map_err(|e| format!("{file}: {e}"))?;
+    if !config.store.as_os_str().is_empty() {
+        tracing::warn!(
+            store = %config.store.display(),
+            "[acme].store / [tls].store is not used in Kubernetes mode: certificates live in Secrets"
+        );
+    }
     let resolvers = config.resolvers().map_err(|e| e.to_string())?;
     let resolver_names = resolvers.iter().map(|r| r.name.clone()).collect();
     let client = kube.client().await.map_err(|e| format!("{file}: {e}"))?;

@@ -163,6 +163,15 @@ fn default_true() -> bool {
     true
 }
 
+/// The message of a `k8s_glue` configuration error, without its own field prefix (the caller
+/// names the field as written in the file).
+fn config_message(e: k8s_glue::Error) -> String {
+    match e {
+        k8s_glue::Error::Config { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
 /// `[kubernetes]` alone, read from a whole configuration file (other sections are ignored).
 /// `Ok(None)` when absent; errors name `path` and the field.
 pub fn section_of(path: &std::path::Path, text: &str) -> Result<Option<KubernetesSection>, String> {
@@ -174,8 +183,12 @@ pub fn section_of(path: &std::path::Path, text: &str) -> Result<Option<Kubernete
     toml::from_str::<View>(text)
         .map(|v| v.kubernetes)
         .map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| format!(" (line {})", text[..span.start].matches('\n').count() + 1))
+                .unwrap_or_default();
             format!(
-                "{}: kubernetes: {}",
+                "{}: kubernetes{line}: {}",
                 path.display(),
                 e.message().replace('\n', " ")
             )
@@ -300,7 +313,15 @@ impl KubernetesSection {
         lease.lease_duration = std::time::Duration::from_secs(l.duration_secs);
         lease.renew_deadline = std::time::Duration::from_millis(l.renew_deadline_ms);
         lease.retry_period = std::time::Duration::from_millis(l.retry_period_ms);
-        lease.validate().map_err(|e| err("lease", e.to_string()))?;
+        lease.validate().map_err(|e| {
+            err(
+                "lease",
+                format!(
+                    "{} (duration_secs, renew_deadline_ms, retry_period_ms)",
+                    config_message(e)
+                ),
+            )
+        })?;
         let mut secrets = k8s_glue::SecretStoreConfig::new(namespace);
         secrets.accounts_secret = l.accounts_secret.clone();
         let load_balancer = match &self.load_balancer {
@@ -321,7 +342,7 @@ impl KubernetesSection {
                 };
                 config
                     .validate()
-                    .map_err(|e| err("load_balancer.pools", e.to_string()))?;
+                    .map_err(|e| err("load_balancer.pools", config_message(e)))?;
                 Some(config)
             }
             _ => None,
@@ -477,7 +498,7 @@ addresses = ["198.51.100.0/28", "198.51.100.40-198.51.100.49"]
         assert_eq!(s.lease.name, "l");
         let e = section_of(p, "[kubernetes.lease]\nnmae = \"l\"\n").unwrap_err();
         assert!(
-            e.starts_with("f.toml: kubernetes: ") && e.contains("nmae"),
+            e.starts_with("f.toml: kubernetes (line 2): ") && e.contains("nmae"),
             "{e}"
         );
     }
