@@ -22,7 +22,8 @@
 //!   live, each `spec.tls[]` entry of Ingresses of our class annotated
 //!   `fairway.dev/acme-resolver: <resolver>`, into that entry's `secretName` (in the Lease's
 //!   namespace only; Ingresses elsewhere are logged as ignored). Every `fairway-proxy` with
-//!   `[kubernetes]` serves those Secrets.
+//!   `[kubernetes]` serves those Secrets. The file's certificates go to Secrets named
+//!   `fairway-tls-<main domain>` (served once an Ingress names them).
 //! - **Challenges**: as in file mode, the leader alone serves HTTP-01 tokens on
 //!   `[acme].challenge_address`; proxies forward to it through a Service. Only the leader
 //!   listens, so in a pod (`$POD_NAME` set) the controller labels its own pod
