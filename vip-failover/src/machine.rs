@@ -113,6 +113,9 @@ enum Vacancy {
 struct Peer {
     /// Last direct message (any kind).
     last_direct: Option<Instant>,
+    /// A message arrived since the start or the last reconfiguration (so its claims under the
+    /// current configuration are known); ends the hold early once true for every peer.
+    heard_current: bool,
     /// Last direct or relayed evidence of life.
     last_evidence: Option<Instant>,
     alive: bool,
@@ -551,6 +554,7 @@ impl Machine {
         p.seq = b.seq;
         p.received += 1;
         p.last_direct = Some(now);
+        p.heard_current = true;
         p.last_evidence = Some(now);
         p.last_rx = Some((b.seq, now));
         if rtt.is_some() {
@@ -708,6 +712,9 @@ impl Machine {
                 p.claims.clear();
                 p.intents.clear();
                 p.vacant.clear();
+                // Its claims under the new configuration are unknown until it speaks again:
+                // hold until then, or a live owner would look vacant and lose its VIP.
+                p.heard_current = false;
                 peers[i] = p;
             }
         }
@@ -770,7 +777,7 @@ impl Machine {
                 .peers
                 .iter()
                 .enumerate()
-                .all(|(i, p)| i == usize::from(self.me) || p.last_direct.is_some());
+                .all(|(i, p)| i == usize::from(self.me) || p.heard_current);
             if now >= h || heard_all {
                 self.hold_until = None;
                 self.dirty = true;

@@ -179,3 +179,71 @@ fn queued_heartbeat_in_a_batch_cancels_a_due_takeover() {
     );
     assert!(!other.owns(0));
 }
+
+/// Runs `machines` on a perfect network (heartbeats delivered every 10 ms) for `span`; returns
+/// the time reached and every `Announce` as (machine, address).
+fn exchange(
+    machines: &mut [&mut Machine],
+    from: Instant,
+    span: Duration,
+) -> (Instant, Vec<(usize, IpAddr)>) {
+    let mut now = from;
+    let mut announced = Vec::new();
+    while now < from + span {
+        now += Duration::from_millis(10);
+        let mut mail = Vec::new();
+        for (i, m) in machines.iter_mut().enumerate() {
+            m.handle(Event::Timeout, now);
+            for act in drain(m) {
+                match act {
+                    Action::SendHeartbeat { message, .. } => mail.push((i, message)),
+                    Action::Announce { addr, .. } => announced.push((i, addr)),
+                    _ => {}
+                }
+            }
+        }
+        for (i, message) in mail {
+            for (j, m) in machines.iter_mut().enumerate() {
+                if i != j {
+                    m.handle(Event::Message(message.clone()), now);
+                }
+            }
+        }
+    }
+    (now, announced)
+}
+
+/// A reconfiguration that makes a better-ranked node a candidate again (e.g. its Kubernetes
+/// Node is Ready again) leaves the VIP with its live owner: ownership stays sticky, because the
+/// hold after a reconfiguration lasts until every peer's claims under the new configuration are
+/// known.
+#[test]
+fn reconfigure_keeps_a_live_owner_when_a_better_candidate_returns() {
+    let t0 = Instant::now();
+    let (na, nb) = (NodeId::new("a"), NodeId::new("b"));
+    // Who wins VIP 50 when both may hold it?
+    let both = Cluster::new(&config(&[50])).unwrap();
+    let mut a = Machine::new(Arc::clone(&both), &na, 1, t0).unwrap();
+    let mut b = Machine::new(Arc::clone(&both), &nb, 1, t0).unwrap();
+    exchange(&mut [&mut a, &mut b], t0, Duration::from_secs(1));
+    let best = if a.owns(0) { 0 } else { 1 };
+    assert!(a.owns(0) != b.owns(0));
+    // Start over with only the other node as candidate: it takes the VIP.
+    let other = 1 - best;
+    let mut only_other = config(&[50]);
+    only_other.vips[0].candidates = Some(vec![[na.clone(), nb.clone()][other].clone()]);
+    let restricted = Cluster::new(&only_other).unwrap();
+    let mut a = Machine::new(Arc::clone(&restricted), &na, 2, t0).unwrap();
+    let mut b = Machine::new(Arc::clone(&restricted), &nb, 2, t0).unwrap();
+    let (now, _) = exchange(&mut [&mut a, &mut b], t0, Duration::from_secs(1));
+    assert!([&a, &b][other].owns(0));
+    // Both become candidates again, on both nodes at the same instant.
+    a.handle(Event::Reconfigure(Arc::clone(&both)), now);
+    b.handle(Event::Reconfigure(Arc::clone(&both)), now);
+    let (_, announced) = exchange(&mut [&mut a, &mut b], now, Duration::from_secs(1));
+    assert!(
+        !announced.iter().any(|(i, _)| *i == best),
+        "the better-ranked node took over a live owner's VIP: {announced:?}"
+    );
+    assert!([&a, &b][other].owns(0) && ![&a, &b][best].owns(0));
+}

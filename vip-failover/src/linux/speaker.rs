@@ -378,16 +378,18 @@ impl Speaker {
             self.apply().await;
             return;
         }
-        // Withdrawals of VIPs that are gone carry their old index: apply them first. Heartbeats
-        // already use the new node indices.
+        // The machine now speaks in the new cluster's indices (withdrawals of VIPs that are gone
+        // carry their address; `apply` resolves announcements by address): switch the driver's
+        // per-node and per-VIP state before applying its actions. Kept VIPs are re-announced.
         self.peer_addrs = peer_addrs;
-        self.apply().await;
+        self.cluster = Arc::clone(&cluster);
         self.schedule = AnnounceSchedule::new(self.opts.refresh);
         for addr in scheduled {
             if let Some(v) = cluster.vip_index(addr).filter(|&v| self.machine.owns(v)) {
                 self.schedule.start(v, now);
             }
         }
+        self.apply().await;
         if self.ndp.is_none() && cluster.vips().iter().any(|v| v.addr.is_ipv6()) {
             match PacketSocket::open(&self.opts.interface, self.netlink.index(), ETH_P_IPV6) {
                 Ok(s) => self.ndp = Some(s),
@@ -397,7 +399,6 @@ impl Speaker {
                 }
             }
         }
-        self.cluster = cluster;
         self.opts.cluster = m.cluster.clone();
         self.opts.peers = m.peers.clone();
         // A node that had left the cluster comes back with its current health.
@@ -478,7 +479,12 @@ impl Speaker {
         while let Some(action) = self.machine.poll_action() {
             let now = Instant::now();
             match action {
-                Action::Announce { vip, addr } => {
+                Action::Announce { addr, .. } => {
+                    // By address: across a reconfiguration the action's index may be the old
+                    // cluster's (see `reconfigure`).
+                    let Some(vip) = self.cluster.vip_index(addr) else {
+                        continue;
+                    };
                     let again = self.schedule.contains(vip);
                     if self.opts.address_mode == AddressMode::Kernel
                         && !again
@@ -490,8 +496,10 @@ impl Speaker {
                     tracing::info!(%addr, again, "announcing VIP");
                     self.schedule.start(vip, now);
                 }
-                Action::Withdraw { vip, addr } => {
-                    self.schedule.stop(vip);
+                Action::Withdraw { addr, .. } => {
+                    if let Some(vip) = self.cluster.vip_index(addr) {
+                        self.schedule.stop(vip);
+                    }
                     tracing::info!(%addr, "withdrawing VIP");
                     if self.opts.address_mode == AddressMode::Kernel
                         && let Err(e) = self.netlink.remove(addr, self.prefix(addr)).await
