@@ -70,9 +70,9 @@ kubeconfig = "{kubeconfig}"
 [kubernetes.lease]
 namespace = "{ns}"
 identity = "{id}"
-duration_secs = 2
-renew_deadline_ms = 1500
-retry_period_ms = 300
+duration_secs = 4
+renew_deadline_ms = 3000
+retry_period_ms = 500
 
 [kubernetes.load_balancer]
 class = "fairway.dev/lb"
