@@ -489,4 +489,117 @@ mod tests {
         assert!(!local_health("n2", &nodes, &pods), "speaker pod not ready");
         assert!(!local_health("n3", &nodes, &pods), "node not ready");
     }
+
+    fn with_ip(mut pod: Pod, ip: Option<&str>) -> Pod {
+        pod.status.as_mut().unwrap().pod_ip = ip.map(str::to_string);
+        pod
+    }
+
+    fn with_internal_ip(mut node: Node, ip: &str) -> Node {
+        node.status.as_mut().unwrap().addresses =
+            Some(vec![k8s_openapi::api::core::v1::NodeAddress {
+                type_: "InternalIP".into(),
+                address: ip.into(),
+            }]);
+        node
+    }
+
+    fn with_status_ip(mut svc: Service, class: Option<&str>, ip: Option<&str>) -> Service {
+        let spec = svc.spec.as_mut().unwrap();
+        spec.type_ = Some("LoadBalancer".into());
+        spec.load_balancer_class = class.map(str::to_string);
+        svc.status = ip.map(|ip| k8s_openapi::api::core::v1::ServiceStatus {
+            load_balancer: Some(crate::lb::alloc::lb_status(&[ip.parse().unwrap()])),
+            ..Default::default()
+        });
+        svc
+    }
+
+    #[test]
+    fn heartbeat_addresses_prefer_ready_pods_then_node_addresses() {
+        let nodes = [
+            with_internal_ip(node("n1", true), "198.51.100.21"),
+            with_internal_ip(node("n2", true), "198.51.100.22"),
+            node("n3", true),
+        ];
+        let mut old = with_ip(speaker("n1", false), Some("198.51.100.99"));
+        old.metadata.name = Some("speaker-old".into());
+        let pods = [
+            with_ip(speaker("n1", true), Some("198.51.100.11")),
+            old,
+            with_ip(speaker("n2", true), None),
+            with_ip(speaker("n3", true), None),
+        ];
+        let got = heartbeat_addresses(&nodes, &pods, 7946);
+        let want: BTreeMap<String, SocketAddr> = [
+            ("n1".to_string(), "198.51.100.11:7946".parse().unwrap()),
+            ("n2".to_string(), "198.51.100.22:7946".parse().unwrap()),
+        ]
+        .into();
+        assert_eq!(
+            got, want,
+            "ready pod's IP; else the InternalIP; n3 unreachable"
+        );
+        // In either order of the two pods on n1.
+        let reversed: Vec<Pod> = pods.iter().rev().cloned().collect();
+        assert_eq!(heartbeat_addresses(&nodes, &reversed, 7946), want);
+    }
+
+    #[test]
+    fn view_takes_our_classes_status_addresses_sorted_and_reachable_members() {
+        let nodes = [node("n1", true), node("n2", true), node("n3", true)];
+        let pods = [
+            with_ip(speaker("n1", true), Some("198.51.100.11")),
+            with_ip(speaker("n2", true), Some("198.51.100.12")),
+            with_ip(speaker("n3", true), None),
+        ];
+        let services = [
+            with_status_ip(
+                lb("b", "Cluster"),
+                Some(crate::lb::alloc::DEFAULT_LB_CLASS),
+                Some("198.51.100.60"),
+            ),
+            with_status_ip(
+                lb("a", "Cluster"),
+                Some(crate::lb::alloc::DEFAULT_LB_CLASS),
+                Some("198.51.100.59"),
+            ),
+            with_status_ip(
+                lb("other", "Cluster"),
+                Some("example.com/lb"),
+                Some("198.51.100.61"),
+            ),
+            with_status_ip(lb("classless", "Cluster"), None, Some("198.51.100.62")),
+            with_status_ip(
+                lb("pending", "Cluster"),
+                Some(crate::lb::alloc::DEFAULT_LB_CLASS),
+                None,
+            ),
+            lb("plain", "Cluster"),
+        ];
+        let settings = SpeakerSettings {
+            quorum: true,
+            preempt_delay: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let v = view(&settings, &nodes, &pods, &services, &[]);
+        let vips: Vec<String> = v.cluster.vips.iter().map(|x| x.addr.to_string()).collect();
+        assert_eq!(
+            vips,
+            ["198.51.100.59", "198.51.100.60"],
+            "ours, with status, sorted"
+        );
+        assert!(v.is_member("n1") && v.is_member("n2") && !v.is_member("n3"));
+        assert_eq!(v.peers.len(), 2);
+        assert!(v.cluster.quorum);
+        assert_eq!(v.cluster.preempt_delay, Some(Duration::from_secs(5)));
+        vip_failover::Cluster::new(&v.cluster).expect("valid");
+        // As the default class, class-less Services count too.
+        let default = SpeakerSettings {
+            default_class: true,
+            ..settings
+        };
+        let v = view(&default, &nodes, &pods, &services, &[]);
+        assert_eq!(v.cluster.vips.len(), 3);
+    }
 }
