@@ -103,7 +103,7 @@ pub(crate) fn explain<'t, B>(p: &'t Prepared<B>, request: &RequestView<'_>) -> E
             request: summary.clone(),
             matched: Some(ExplainedMatch {
                 route: &e.info,
-                backend: &e.backend,
+                backend: &p.backends[winner as usize],
             }),
             reason,
             losers: losers.list,

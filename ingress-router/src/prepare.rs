@@ -23,11 +23,10 @@ use crate::route::{
 };
 use crate::rule::Rule;
 
-/// A route's backend and description.
+/// A route's description (its backend is in [`Prepared::backends`] at the same index).
 #[derive(Debug, Clone)]
-pub(crate) struct Entry<B> {
+pub(crate) struct Entry {
     pub(crate) info: RouteInfo,
-    pub(crate) backend: B,
 }
 
 /// A file route in rank order.
@@ -72,7 +71,11 @@ impl PreparedPath {
 /// Everything a table is made of, in precedence order.
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared<B> {
-    pub(crate) entries: Vec<Entry<B>>,
+    pub(crate) entries: Vec<Entry>,
+    /// Backends by entry, apart from the descriptions: the hot path reads only these, so they
+    /// stay dense (at 100k routes a `u32`/`Arc` backend array is a few hundred KiB, the
+    /// descriptions many MiB).
+    pub(crate) backends: Vec<B>,
     pub(crate) file: Vec<PreparedFile>,
     pub(crate) paths: Vec<PreparedPath>,
     pub(crate) defaults: Vec<u32>,
@@ -106,6 +109,7 @@ impl<B> Prepared<B> {
             });
         }
         let mut entries = Vec::with_capacity(file_routes.len() + ingress_routes.len());
+        let mut backends = Vec::with_capacity(file_routes.len() + ingress_routes.len());
         let mut warnings = Vec::new();
 
         // 1. File routes, ranked by (priority desc, name, insertion order).
@@ -122,8 +126,8 @@ impl<B> Prepared<B> {
                     rule: route.rule_text,
                     priority: Some(route.priority),
                 },
-                backend: route.backend,
             });
+            backends.push(route.backend);
             file.push(PreparedFile {
                 entry,
                 rule: route.rule,
@@ -184,8 +188,8 @@ impl<B> Prepared<B> {
                             rule: "defaultBackend".into(),
                             priority: None,
                         },
-                        backend,
                     });
+                    backends.push(backend);
                     defaults.push((entry, origin));
                 }
                 IngressMatch::Path {
@@ -235,8 +239,8 @@ impl<B> Prepared<B> {
                             rule: describe_path(&host, path_type, &written),
                             priority: None,
                         },
-                        backend,
                     });
+                    backends.push(backend);
                     path_keys.push(PathKey {
                         len: written.len(),
                         exact,
@@ -315,6 +319,7 @@ impl<B> Prepared<B> {
         let defaults = defaults.into_iter().map(|(e, _)| e).collect();
         Ok(Prepared {
             entries,
+            backends,
             file,
             paths,
             defaults,

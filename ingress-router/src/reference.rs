@@ -54,7 +54,7 @@ impl<B> Reference<B> {
             .or_else(|| p.defaults.first().copied())?;
         let e = &p.entries[entry as usize];
         Some(Matched {
-            backend: &e.backend,
+            backend: &p.backends[entry as usize],
             route: &e.info,
         })
     }

@@ -135,6 +135,20 @@ pub(crate) const MAX_HOST: usize = 256;
 /// trailing dot, and lowercases ASCII. `None` for an empty or over-long host, which then matches
 /// only rules without a host condition.
 pub(crate) fn normalize_host<'b>(raw: &'b str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
+    // Fast path, the common case: only lowercase letters, digits, `.` and `-` (no port,
+    // brackets, userinfo, whitespace or uppercase), checked without branching per byte.
+    let plain = raw.bytes().fold(true, |ok, b| {
+        ok & (b.is_ascii_lowercase() | b.is_ascii_digit() | (b == b'.') | (b == b'-'))
+    });
+    if plain {
+        let host = raw.strip_suffix('.').unwrap_or(raw);
+        return (!host.is_empty() && host.len() <= MAX_HOST).then_some(host);
+    }
+    normalize_host_general(raw, buf)
+}
+
+/// [`normalize_host`] for any host (the fast path must agree with this; a proptest checks).
+fn normalize_host_general<'b>(raw: &'b str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
     // One backward scan finds the port colon, an `userinfo@` and uppercase letters.
     let raw = raw.trim_ascii();
     let bytes = raw.as_bytes();
@@ -306,5 +320,28 @@ mod tests {
         let v = RequestView::new("h", "/p?x=1#frag");
         assert_eq!((v.path(), v.query()), ("/p", "x=1"));
         assert_eq!(RequestView::new("h", "").routing_path(), "/");
+    }
+
+    proptest::proptest! {
+        /// The fast path answers like the general normalisation.
+        #[test]
+        fn fast_path_agrees_with_general(raw in "[a-cA-C0-9.:@\\[\\] -]{0,12}") {
+            let (mut b1, mut b2) = ([0u8; MAX_HOST], [0u8; MAX_HOST]);
+            proptest::prop_assert_eq!(
+                normalize_host(&raw, &mut b1),
+                normalize_host_general(&raw, &mut b2)
+            );
+        }
+
+        /// Over-long plain hosts are rejected by both paths.
+        #[test]
+        fn long_hosts_agree(n in 250usize..260) {
+            let raw = format!("{}.", "a".repeat(n));
+            let (mut b1, mut b2) = ([0u8; MAX_HOST], [0u8; MAX_HOST]);
+            proptest::prop_assert_eq!(
+                normalize_host(&raw, &mut b1),
+                normalize_host_general(&raw, &mut b2)
+            );
+        }
     }
 }

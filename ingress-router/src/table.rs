@@ -413,7 +413,7 @@ impl<B> Table<B> {
         };
         let e = &p.entries[entry as usize];
         Some(Matched {
-            backend: &e.backend,
+            backend: &p.backends[entry as usize],
             route: &e.info,
         })
     }
