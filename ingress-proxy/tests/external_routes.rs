@@ -117,3 +117,50 @@ async fn ingress_routes_follow_kubernetes_semantics_and_survive_file_reloads() {
     );
     assert_eq!(get(&c, addr, "file.test", "/").await.1, "file");
 }
+
+/// The count of `router`'s 2xx requests in the metrics text (0 when absent).
+fn ok_count(proxy: &ingress_proxy::Proxy, router: &str) -> u64 {
+    let text = proxy.metrics().render();
+    text.lines()
+        .filter(|l| l.contains(&format!("router=\"{router}\"")) && l.contains("code=\"2xx\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A new route set (here: the same routes over another endpoint, as an EndpointSlice change
+/// sends) keeps each route's metrics: its counters continue rather than restart, and a route
+/// whose service changes counts under the new service.
+#[tokio::test]
+async fn route_metrics_continue_across_route_sets() {
+    let file_up = upstream("file").await;
+    let one = upstream("one").await;
+    let two = upstream("two").await;
+    let proxy = start(&FILE.replace("URL", &file_up.url())).await;
+    let addr = proxy.local_addr("web").unwrap();
+    let c = client();
+    let router = "ingress/ns/app/0/0";
+    proxy
+        .set_external_routes(external("k8s/ns/web:80", one.addr))
+        .unwrap();
+    assert_eq!(get(&c, addr, "a.test", "/app").await.1, "one");
+    assert_eq!(ok_count(&proxy, router), 1);
+    proxy
+        .set_external_routes(external("k8s/ns/web:80", two.addr))
+        .unwrap();
+    assert_eq!(get(&c, addr, "a.test", "/app").await.1, "two");
+    assert_eq!(ok_count(&proxy, router), 2, "the same counter, continued");
+    // Same route name, another service: counted under that service.
+    proxy
+        .set_external_routes(external("k8s/ns/api:80", one.addr))
+        .unwrap();
+    assert_eq!(get(&c, addr, "a.test", "/app").await.1, "one");
+    let text = proxy.metrics().render();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("router=\"{router}\""))
+                && l.contains("service=\"k8s/ns/api:80\"")
+                && l.contains("code=\"2xx\"")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+}
