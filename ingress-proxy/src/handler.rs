@@ -51,7 +51,6 @@ pub(crate) async fn handle(
     conn: Arc<ConnCtx>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
     if conn.smuggling.load(Ordering::Relaxed) {
         let mut r = respond::status(StatusCode::BAD_REQUEST);
         r.headers_mut()
@@ -61,16 +60,16 @@ pub(crate) async fn handle(
     let rt = shared.runtime.load_full();
     let method = req.method().clone();
     let log = rt.access_log;
-    // Only copied when the access log is on.
+    // Only copied (and the clock read) when the access log is on.
     let log_target = log.then(|| {
         (
+            Instant::now(),
             host_of(&req).unwrap_or("").to_owned(),
             req.uri().path().to_owned(),
         )
     });
     let (resp, target) = route_and_serve(&shared, &rt, &conn, req).await;
-    if log {
-        let (host, path) = log_target.unwrap_or_default();
+    if let Some((start, host, path)) = log_target {
         tracing::info!(
             target: "fairway::access",
             client = %conn.client_ip,
