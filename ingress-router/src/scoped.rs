@@ -140,18 +140,6 @@ impl<V, H: KeyHash> ScopedMap<V, H> {
             }
         }
     }
-
-    /// Every value (build time).
-    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        self.map
-            .values_mut()
-            .map(|s| &mut s.value)
-            .chain(self.spill.iter_mut().map(|(_, _, v)| v))
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 #[cfg(test)]

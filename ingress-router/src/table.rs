@@ -22,6 +22,8 @@
 use crate::RouterError;
 use crate::eval::{HostPat, Normalized};
 use crate::explain::{Explanation, explain};
+use crate::hash::FxMap;
+use crate::hosts::{HostTable, pack8};
 use crate::prepare::Prepared;
 use crate::request::{MAX_HOST, RequestView, normalize_host, split_first_label};
 use crate::route::{FileRoute, IngressRoute, Matched, Warning};
@@ -138,22 +140,48 @@ impl Probes {
     }
 }
 
+/// Buckets with at most this many distinct path conditions keep them in one contiguous,
+/// rank-ordered run of [`PathCond`]s (one or two cache lines, scanned in order); bigger buckets
+/// use the probe list and the shared path maps.
+const SMALL_BUCKET: usize = 8;
+/// `PathCond::len` flag: an exact-path (`Path`) condition, else a character-wise prefix.
+const EXACT_FLAG: u32 = 1 << 31;
+
+/// One path condition of a small bucket: 16 bytes, the path inline when at most 8 bytes.
+#[derive(Debug, Clone, Copy)]
+struct PathCond {
+    /// [`pack8`] of the path, or its offset in [`FileIndex::arena`] when longer.
+    word: u64,
+    rank: u32,
+    /// Path length, with [`EXACT_FLAG`].
+    len: u32,
+}
+
 #[derive(Debug, Clone, Default)]
 struct FileBucket {
     /// Best rank of rules with no path condition.
     all: u32,
+    /// Small bucket: its conditions are `small[first..first + count]`; `count == u32::MAX`
+    /// for a big bucket (use `probes`).
+    first: u32,
+    count: u32,
     probes: Probes,
 }
 
 #[derive(Debug, Clone, Default)]
 struct FileIndex {
-    /// Bucket id and bucket per exact host (inline: one probe reaches everything).
-    exact_hosts: ScopedMap<(u32, FileBucket)>,
-    /// Same, per wildcard suffix (`*.a.com` -> `a.com`).
-    wildcard_hosts: ScopedMap<(u32, FileBucket)>,
-    /// Rules without a host condition (also `Host(`*`)`).
-    any_host: Option<(u32, FileBucket)>,
-    next_bucket: u32,
+    /// Bucket per exact host.
+    exact_hosts: HostTable,
+    /// Bucket per wildcard suffix (`*.a.com` -> `a.com`).
+    wildcard_hosts: HostTable,
+    /// Bucket of the rules without a host condition (also `Host(`*`)`).
+    any_host: Option<u32>,
+    buckets: Vec<FileBucket>,
+    /// Path conditions of the small buckets, each bucket's run in rank order.
+    small: Vec<PathCond>,
+    /// Bytes of small-bucket paths longer than 8 bytes.
+    arena: Vec<u8>,
+    /// Big buckets: (bucket, path) -> best rank.
     exact_paths: ScopedMap<u32>,
     prefixes: ScopedMap<u32>,
     /// Ranks of the rules that need full evaluation, ascending.
@@ -226,42 +254,14 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj<'_>>> {
 }
 
 impl FileIndex {
-    fn bucket(&mut self, host: &HostPat) -> &mut (u32, FileBucket) {
-        let next = self.next_bucket;
-        let fresh = || {
-            (
-                next,
-                FileBucket {
-                    all: NONE,
-                    ..FileBucket::default()
-                },
-            )
-        };
-        let slot = match host {
-            HostPat::Any => self.any_host.get_or_insert_with(fresh),
-            HostPat::Exact(h) => self.exact_hosts.get_or_insert_with(0, h, fresh),
-            HostPat::Wildcard(s) => self.wildcard_hosts.get_or_insert_with(0, s, fresh),
-        };
-        if slot.0 == next {
-            self.next_bucket += 1;
-        }
-        slot
-    }
-
     fn build<B>(prepared: &Prepared<B>) -> FileIndex {
         let mut ix = FileIndex::default();
-        // Per bucket id: probe -> best rank.
-        let mut probes: Vec<Vec<(u32, u32)>> = Vec::new();
-        let note = |probes: &mut Vec<Vec<(u32, u32)>>, id: u32, probe: u32, rank: u32| {
-            if probes.len() <= id as usize {
-                probes.resize_with(id as usize + 1, Vec::new);
-            }
-            let list = &mut probes[id as usize];
-            match list.iter_mut().find(|(p, _)| *p == probe) {
-                Some((_, r)) => *r = (*r).min(rank),
-                None => list.push((probe, rank)),
-            }
-        };
+        let mut exact_hosts: FxMap<String, u32> = FxMap::default();
+        let mut wildcard_hosts: FxMap<String, u32> = FxMap::default();
+        // Per bucket: its distinct (exact, path) conditions with their best rank, in the order
+        // first seen (ranks ascend, so the first rank seen is the best).
+        let mut conds: Vec<Vec<(bool, &str, u32)>> = Vec::new();
+        let mut seen: FxMap<(u32, bool, &str), ()> = FxMap::default();
         for (rank, f) in prepared.file.iter().enumerate() {
             let rank = rank as u32;
             let Some(conjs) = dnf(&f.rule) else {
@@ -269,40 +269,120 @@ impl FileIndex {
                 continue;
             };
             for c in conjs {
-                let (id, bucket) = ix.bucket(c.host.as_ref().unwrap_or(&HostPat::Any));
-                let id = *id;
+                let next = ix.buckets.len() as u32;
+                let id = *match c.host {
+                    None | Some(HostPat::Any) => ix.any_host.get_or_insert(next),
+                    Some(HostPat::Exact(h)) => exact_hosts.entry(h).or_insert(next),
+                    Some(HostPat::Wildcard(s)) => wildcard_hosts.entry(s).or_insert(next),
+                };
+                if id == next {
+                    ix.buckets.push(FileBucket {
+                        all: NONE,
+                        ..FileBucket::default()
+                    });
+                    conds.push(Vec::new());
+                }
                 match c.path {
-                    None => bucket.all = bucket.all.min(rank),
-                    Some((true, p)) => {
-                        note(&mut probes, id, EXACT, rank);
-                        let r = ix.exact_paths.get_or_insert_with(id, p, || rank);
-                        *r = (*r).min(rank);
+                    None => {
+                        let b = &mut ix.buckets[id as usize];
+                        b.all = b.all.min(rank);
                     }
-                    Some((false, p)) => {
-                        let len = u32::try_from(p.len()).unwrap_or(EXACT - 1).min(EXACT - 1);
-                        note(&mut probes, id, len, rank);
-                        let r = ix.prefixes.get_or_insert_with(id, p, || rank);
-                        *r = (*r).min(rank);
+                    Some((exact, p)) => {
+                        if seen.insert((id, exact, p), ()).is_none() {
+                            conds[id as usize].push((exact, p, rank));
+                        }
                     }
                 }
             }
         }
-        let mut freeze = |(id, bucket): &mut (u32, FileBucket)| {
-            if let Some(list) = probes.get_mut(*id as usize) {
-                bucket.probes = Probes::new(std::mem::take(list));
+        drop(seen);
+        for (id, list) in conds.into_iter().enumerate() {
+            let bucket = &mut ix.buckets[id];
+            if list.len() <= SMALL_BUCKET {
+                bucket.first = ix.small.len() as u32;
+                bucket.count = list.len() as u32;
+                // `list` is already in rank order.
+                for (exact, p, rank) in list {
+                    let len = p.len().min((EXACT_FLAG - 1) as usize);
+                    let word = if len <= 8 {
+                        pack8(p.as_bytes())
+                    } else {
+                        let at = ix.arena.len() as u64;
+                        ix.arena.extend_from_slice(&p.as_bytes()[..len]);
+                        at
+                    };
+                    ix.small.push(PathCond {
+                        word,
+                        rank,
+                        len: len as u32 | if exact { EXACT_FLAG } else { 0 },
+                    });
+                }
+                continue;
             }
-        };
-        ix.exact_hosts.values_mut().for_each(&mut freeze);
-        ix.wildcard_hosts.values_mut().for_each(&mut freeze);
-        if let Some(any) = ix.any_host.as_mut() {
-            freeze(any);
+            bucket.count = u32::MAX;
+            let id = id as u32;
+            // Probe -> best rank.
+            let mut probes: Vec<(u32, u32)> = Vec::new();
+            for (exact, p, rank) in list {
+                let probe = if exact {
+                    *ix.exact_paths.get_or_insert_with(id, p, || rank) = rank;
+                    EXACT
+                } else {
+                    *ix.prefixes.get_or_insert_with(id, p, || rank) = rank;
+                    u32::try_from(p.len()).unwrap_or(EXACT - 1).min(EXACT - 1)
+                };
+                match probes.iter_mut().find(|(q, _)| *q == probe) {
+                    Some((_, r)) => *r = (*r).min(rank),
+                    None => probes.push((probe, rank)),
+                }
+            }
+            bucket.probes = Probes::new(probes);
         }
+        ix.exact_hosts = HostTable::new(exact_hosts.iter().map(|(h, &id)| (h.as_str(), id)));
+        ix.wildcard_hosts = HostTable::new(wildcard_hosts.iter().map(|(h, &id)| (h.as_str(), id)));
         ix
     }
 
+    /// Whether a small-bucket condition holds for `path`.
     #[inline]
-    fn bucket_best(&self, id: u32, b: &FileBucket, path: &str, mut best: u32) -> u32 {
+    fn cond_matches(&self, c: &PathCond, path: &[u8]) -> bool {
+        let len = (c.len & !EXACT_FLAG) as usize;
+        let s = if c.len & EXACT_FLAG != 0 {
+            if path.len() != len {
+                return false;
+            }
+            path
+        } else {
+            match path.get(..len) {
+                Some(s) => s,
+                None => return false,
+            }
+        };
+        if len <= 8 {
+            pack8(s) == c.word
+        } else {
+            let at = c.word as usize;
+            self.arena.get(at..at + len) == Some(s)
+        }
+    }
+
+    #[inline]
+    fn bucket_best(&self, id: u32, path: &str, mut best: u32) -> u32 {
+        let b = &self.buckets[id as usize];
         best = best.min(b.all);
+        if b.count != u32::MAX {
+            let first = b.first as usize;
+            for c in &self.small[first..first + b.count as usize] {
+                if c.rank >= best {
+                    break;
+                }
+                if self.cond_matches(c, path.as_bytes()) {
+                    // Rank order: the first that holds is the bucket's best.
+                    return c.rank;
+                }
+            }
+            return best;
+        }
         for &(probe, reachable) in b.probes.as_slice() {
             if reachable >= best {
                 break;
@@ -328,18 +408,18 @@ impl FileIndex {
     #[inline]
     fn lookup<B>(&self, prepared: &Prepared<B>, req: &Normalized<'_>) -> u32 {
         let mut best = NONE;
-        if let Some((id, b)) = &self.any_host {
-            best = self.bucket_best(*id, b, req.path, best);
+        if let Some(id) = self.any_host {
+            best = self.bucket_best(id, req.path, best);
         }
         if let Some(h) = req.host {
-            if let Some((id, b)) = self.exact_hosts.get(0, h) {
-                best = self.bucket_best(*id, b, req.path, best);
+            if let Some(id) = self.exact_hosts.get(h) {
+                best = self.bucket_best(id, req.path, best);
             }
             if !self.wildcard_hosts.is_empty()
                 && let Some((_, rest)) = split_first_label(h)
-                && let Some((id, b)) = self.wildcard_hosts.get(0, rest)
+                && let Some(id) = self.wildcard_hosts.get(rest)
             {
-                best = self.bucket_best(*id, b, req.path, best);
+                best = self.bucket_best(id, req.path, best);
             }
         }
         for &rank in &self.linear {

@@ -299,6 +299,37 @@ fn wide_ingress_routes() -> impl Strategy<Value = Vec<IngressRoute<u32>>> {
     })
 }
 
+/// Traefik rules over the same hosts and paths: buckets with more path conditions than the
+/// small-bucket scan takes, paths longer than 8 bytes, exact and prefix conditions mixed.
+fn wide_file_routes() -> impl Strategy<Value = Vec<FileRoute<u32>>> {
+    let one = (
+        proptest::option::of(proptest::sample::select(&LONG_RULE_HOSTS[..3])),
+        proptest::option::of(any::<bool>()),
+        seg_path(3),
+        proptest::option::of(1i64..4),
+    );
+    proptest::collection::vec(one, 0..64).prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (host, path_kind, path, prio))| {
+                let host = host.map(|h| format!("Host(`{h}`)"));
+                let path = path_kind.map(|exact| {
+                    let m = if exact { "Path" } else { "PathPrefix" };
+                    format!("{m}(`{path}`)")
+                });
+                let rule = match (host, path) {
+                    (Some(h), Some(p)) => format!("{h} && {p}"),
+                    (Some(h), None) => h,
+                    (None, Some(p)) => p,
+                    (None, None) => "PathPrefix(`/`)".to_owned(),
+                };
+                FileRoute::new(format!("w{i}"), &rule, prio, i as u32).unwrap()
+            })
+            .collect()
+    })
+}
+
 fn wide_request() -> impl Strategy<Value = Req> {
     (proptest::sample::select(LONG_HOSTS), seg_path(6)).prop_map(|(host, path)| Req {
         host: host.to_owned(),
@@ -321,6 +352,16 @@ proptest! {
         reqs in proptest::collection::vec(wide_request(), 1..32),
     ) {
         check(Vec::new(), ingress, &reqs)?;
+    }
+
+    /// The file-rule index's small (contiguous, rank-ordered) and big (probe list) buckets.
+    #[test]
+    fn wide_file_rules_match_reference(
+        file in wide_file_routes(),
+        ingress in wide_ingress_routes(),
+        reqs in proptest::collection::vec(wide_request(), 1..32),
+    ) {
+        check(file, ingress, &reqs)?;
     }
 }
 
