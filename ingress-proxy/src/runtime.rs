@@ -51,11 +51,6 @@ pub(crate) struct Runtime {
     pub(crate) services: BTreeMap<String, Arc<Service>>,
     /// The external provider's routes this snapshot was built with, kept for the next build.
     pub(crate) external: Arc<ExternalRoutes>,
-    /// The external routes' metrics handles by router name (with the service they were made
-    /// for), reused by the next build: with 10 000 Ingress routes, looking every handle up
-    /// again in the metric families was most of a rebuild, and a provider rebuilds on every
-    /// route or endpoint change.
-    pub(crate) external_metrics: HashMap<String, (String, RouteMetrics)>,
 }
 
 /// `/api/routes`: what is configured, rendered once per snapshot.
@@ -223,8 +218,6 @@ impl Runtime {
                 Arc::new(build_service(name, cfg, clients, metrics, &previous)?),
             );
         }
-        let reusable = prev.map(|p| &p.external_metrics);
-        let mut external_metrics = HashMap::with_capacity(external.routes.len());
         let mut ingress_routes = Vec::with_capacity(external.routes.len());
         let mut ingress_docs = Vec::with_capacity(external.routes.len());
         for route in &external.routes {
@@ -235,15 +228,10 @@ impl Runtime {
                 )
             })?;
             let (name, rule) = describe_ingress_route(route);
-            let route_metrics = match reusable.and_then(|m| m.get(&name)) {
-                Some((svc, m)) if *svc == route.backend => m.clone(),
-                _ => metrics.route(&name, &route.backend),
-            };
-            external_metrics.insert(name.clone(), (route.backend.clone(), route_metrics.clone()));
             let target = Arc::new(RouteTarget {
                 name: name.as_str().into(),
                 service,
-                metrics: route_metrics,
+                metrics: metrics.route(&name, &route.backend),
             });
             ingress_docs.push(RouterDoc {
                 name,
@@ -345,7 +333,6 @@ impl Runtime {
             routes_doc: RoutesDoc { routers: docs },
             services,
             external,
-            external_metrics,
         })
     }
 }
