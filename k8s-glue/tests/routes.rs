@@ -20,6 +20,11 @@ use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// The tests of this binary run one at a time: each creates an IngressClass of our controller,
+/// which every watcher sees (classes are cluster-wide) and which recompiles its table — and one
+/// test asserts that an endpoint change does *not* recompile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
@@ -262,6 +267,7 @@ async fn until_route(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
+    let _serial = SERIAL.lock().await;
     let server = ApiServer::shared();
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "routes").await.unwrap();
@@ -400,6 +406,34 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
     );
     assert_eq!(route(&watcher, "a.example.com", "/app"), None);
 
+    // A change of `spec.tls` alone is published (the proxy serves what Ingresses name); a
+    // change that leaves routes and TLS as they were (an annotation) recompiles nothing.
+    let mut tls_only = ingresses.get("app").await.unwrap();
+    tls_only.spec.as_mut().unwrap().tls =
+        Some(vec![k8s_openapi::api::networking::v1::IngressTLS {
+            hosts: Some(vec!["a.example.com".into()]),
+            secret_name: Some("app-tls".into()),
+        }]);
+    ingresses.replace("app", &pp, &tls_only).await.unwrap();
+    until(&mut rx, "the TLS Secret name", |p| {
+        p.tls_secrets.contains(&(ns.clone(), "app-tls".to_string()))
+    })
+    .await;
+    let p = rx.borrow().clone();
+    let mut annotated = ingresses.get("app").await.unwrap();
+    annotated
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("example.com/note".into(), "x".into());
+    ingresses.replace("app", &pp, &annotated).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.borrow().table_generation,
+        p.table_generation,
+        "an Ingress event that changes no route or TLS name must not recompile"
+    );
+
     // Deleting the Ingress removes the route: the proxy answers 404.
     ingresses
         .delete("app", &DeleteParams::default())
@@ -412,6 +446,7 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_ingresses_sync_into_one_table() {
     const N: usize = 1000;
+    let _serial = SERIAL.lock().await;
     let server = ApiServer::shared();
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "many").await.unwrap();

@@ -251,6 +251,8 @@ struct State {
     ours: OurClasses,
     /// Routes of each Ingress of our class, cached so one event recomputes one Ingress.
     routes: BTreeMap<Key, Vec<IngressRoute<ServiceBackend>>>,
+    /// The `spec.tls[].secretName`s of each Ingress of our class.
+    tls: BTreeMap<Key, Vec<String>>,
     /// One shared slot per backend in use.
     backends: HashMap<ServiceBackend, Arc<Backend>>,
     /// Slices by Service, so endpoint resolution does not scan every slice.
@@ -267,18 +269,38 @@ impl State {
     }
 
     fn recompute_ingress(&mut self, key: &Key) {
-        let routes = match self.ingresses.objects.get(key) {
-            Some(ing) if self.ours.is_ours(ing) => Some(ring::routes(ing).0),
-            _ => None,
+        let (routes, tls) = match self.ingresses.objects.get(key) {
+            Some(ing) if self.ours.is_ours(ing) => {
+                let tls: Vec<String> = ing
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.tls.iter().flatten())
+                    .filter_map(|t| t.secret_name.clone())
+                    .collect();
+                (Some(ring::routes(ing).0), tls)
+            }
+            _ => (None, Vec::new()),
         };
+        // The published TLS Secret names come with a compile: a change of them alone counts.
+        let tls_changed = self.tls.get(key).map_or(&[][..], Vec::as_slice) != tls.as_slice();
+        if tls_changed {
+            if tls.is_empty() {
+                self.tls.remove(key);
+            } else {
+                self.tls.insert(key.clone(), tls);
+            }
+        }
         let changed = match routes {
+            // An event that leaves the routes as they were (e.g. our own status write-back,
+            // an annotation) does not recompile the table, nor make the proxy rebuild.
+            Some(r) if self.routes.get(key).is_some_and(|old| same_routes(old, &r)) => false,
             Some(r) => {
                 self.routes.insert(key.clone(), r);
                 true
             }
             None => self.routes.remove(key).is_some(),
         };
-        self.table_dirty |= changed;
+        self.table_dirty |= changed || tls_changed;
     }
 
     fn resolve(&self, backend: &ServiceBackend) -> Vec<std::net::SocketAddr> {
@@ -377,6 +399,14 @@ impl State {
     }
 }
 
+/// Whether two route lists of one Ingress are the same (origin, match and backend, in order).
+fn same_routes(a: &[IngressRoute<ServiceBackend>], b: &[IngressRoute<ServiceBackend>]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.origin == y.origin && x.matcher == y.matcher && x.backend == y.backend)
+}
+
 async fn run(client: Client, config: WatchConfig, slots: Slots, tx: watch::Sender<Published>) {
     fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
     where
@@ -429,6 +459,7 @@ async fn run(client: Client, config: WatchConfig, slots: Slots, tx: watch::Sende
             ..OurClasses::default()
         },
         routes: BTreeMap::new(),
+        tls: BTreeMap::new(),
         backends: HashMap::new(),
         slices_by_service: HashMap::new(),
         slice_owner: HashMap::new(),
