@@ -34,6 +34,10 @@ use k8s_testenv::ApiServer;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The allocator `fairway-proxy` runs with, so the proxy rows measure what it would do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn ingress(name: &str, host: &str, path: &str) -> Ingress {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
