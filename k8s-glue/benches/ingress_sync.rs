@@ -34,7 +34,9 @@ use k8s_testenv::ApiServer;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The allocator `fairway-proxy` runs with, so the proxy rows measure what it would do.
+/// mimalloc (as `fairway-proxy` was built with when measured): the proxy rows are dominated by
+/// allocating and freeing a snapshot per route set; with glibc malloc a 10k-route rebuild took
+/// about a third longer.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
