@@ -11,12 +11,6 @@ use clap::Parser;
 use ingress_proxy::Proxy;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// mimalloc instead of glibc malloc: the data path allocates and frees small objects per
-/// request (header maps, body chunks, futures); glibc's `malloc`/`free` and its heap trimming
-/// (`brk` calls under load) measured several per cent of the proxy's CPU.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Command line of `fairway-proxy`.
 #[derive(Debug, Parser)]
 #[command(
