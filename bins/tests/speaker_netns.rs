@@ -720,3 +720,45 @@ fn arp_only_mode_answers_arp_from_user_space_and_moves() {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn sighup_applies_a_new_vip_and_rejects_a_restart_only_change() {
+    let t = Topology::new("");
+    t.wait_single_owner(VIP4, Duration::from_secs(10));
+    let extra_vip = "198.51.100.60";
+    let hup_all = |t: &Topology| {
+        for child in t.speakers.iter().flatten() {
+            // `ip netns exec` execs the speaker, so the child's pid is the speaker's.
+            run(&["kill", "-HUP", &child.id().to_string()]);
+        }
+    };
+    // A restart-only change (the interface) is rejected whole: the new VIP in the same file
+    // is not taken either, and the old ones stay where they are.
+    for i in 0..3 {
+        let text = std::fs::read_to_string(t.config(i)).unwrap();
+        let text = text.replace("interface = \"eth0\"", "interface = \"eth9\"")
+            + &format!("[[speaker.vips]]\naddress = \"{extra_vip}\"\n");
+        std::fs::write(t.config(i), text).unwrap();
+    }
+    let owner = t.wait_single_owner(VIP4, Duration::from_secs(5));
+    hup_all(&t);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !t.logs().contains("speaker.interface changed") {
+        assert!(Instant::now() < end, "no rejection logged\n{}", t.logs());
+        thread::sleep(Duration::from_millis(50));
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert!(t.holders(extra_vip).is_empty(), "{}", t.logs());
+    assert_eq!(t.wait_single_owner(VIP4, Duration::from_secs(5)), owner);
+
+    // The same VIP with the interface restored: applied live, no restart, one owner, and the
+    // existing VIP does not move.
+    for i in 0..3 {
+        let text = std::fs::read_to_string(t.config(i)).unwrap();
+        std::fs::write(t.config(i), text.replace("eth9", "eth0")).unwrap();
+    }
+    hup_all(&t);
+    t.wait_single_owner(extra_vip, Duration::from_secs(10));
+    assert_eq!(t.wait_single_owner(VIP4, Duration::from_secs(5)), owner);
+    assert!(t.logs().contains("configuration reloaded"), "{}", t.logs());
+}

@@ -1,6 +1,7 @@
 //! `fairway-speaker`: VIP failover for one node. Reads `[speaker]` from the shared TOML file,
 //! runs `vip_failover::linux::Speaker`, serves `/metrics` and `/status` on the admin listener,
-//! and on SIGTERM/SIGINT withdraws its VIPs and hands them over before exiting.
+//! and on SIGTERM/SIGINT withdraws its VIPs and hands them over before exiting. On SIGHUP (file
+//! mode) it re-reads the file and applies new members, VIPs and election settings live.
 //!
 //! With `[speaker.kubernetes]` the members, VIPs and candidates come from the API server
 //! (`k8s_glue::speakers::SpeakerWatcher`): the speaker waits until its node is a member, starts
@@ -44,6 +45,9 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Validate the configuration (and read the key file) and exit.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,36 @@ fn main() -> ExitCode {
             }
         },
     };
+    if args.check {
+        let key = match &options {
+            Some(_) => Ok(()),
+            // Kubernetes mode: members come later; the key file is read now all the same.
+            None => vip_failover::wire::SharedKey::from_file(&config.key_file)
+                .map(|_| ())
+                .map_err(|e| format!("{}: speaker.key_file: {e}", args.config.display())),
+        };
+        if let Err(e) = key {
+            eprintln!("fairway-speaker: {e}");
+            return ExitCode::from(2);
+        }
+        match &options {
+            Some(o) => println!(
+                "{}: ok (node {}, {} nodes, {} VIPs, {:?})",
+                args.config.display(),
+                config.node,
+                o.cluster.nodes.len(),
+                o.cluster.vips.len(),
+                config.timing()
+            ),
+            None => println!(
+                "{}: ok (node {}, members and VIPs from Kubernetes, {:?})",
+                args.config.display(),
+                config.node,
+                config.timing()
+            ),
+        }
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,10 +154,16 @@ fn main() -> ExitCode {
             }
         };
         // Kept alive while the speaker runs: dropping it would stop the watches.
-        let _watcher = memberships.map(|(watcher, rx)| {
-            speaker.follow(rx);
-            watcher
-        });
+        let _watcher = match memberships {
+            Some((watcher, rx)) => {
+                speaker.follow(rx);
+                Some(watcher)
+            }
+            None => {
+                speaker.follow(reload_on_sighup(args.config.clone(), config.clone()));
+                None
+            }
+        };
         if let Some(addr) = config.admin {
             let token = match bins::dashboard::load_token(
                 "speaker.admin_token_file",
@@ -236,6 +276,57 @@ async fn from_kubernetes(
         }
     });
     Ok((options, (watcher, rx)))
+}
+
+/// File mode: on SIGHUP, re-read `[speaker]` and apply its members, VIPs and election settings
+/// live (as `keepalived` reloads on SIGHUP). A file that does not parse, or that changes
+/// something only a restart can (see `SpeakerConfig::check_live_reload`), is rejected whole
+/// with the reason, and the running configuration stays.
+fn reload_on_sighup(
+    path: PathBuf,
+    running: bins::config::speaker::SpeakerConfig,
+) -> watch::Receiver<Arc<Membership>> {
+    let membership = |c: &bins::config::speaker::SpeakerConfig| {
+        Arc::new(Membership {
+            cluster: c.cluster(),
+            peers: c
+                .nodes
+                .iter()
+                .map(|(n, a)| (vip_failover::NodeId::new(n), *a))
+                .collect(),
+        })
+    };
+    let (tx, rx) = watch::channel(membership(&running));
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot install a SIGHUP handler: configuration reload disabled");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let new = match bins::config::speaker::load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "reload rejected; the running configuration stays");
+                    continue;
+                }
+            };
+            if let Err(e) = running.check_live_reload(&new) {
+                tracing::error!(file = %path.display(), error = %e, "reload rejected; the running configuration stays");
+                continue;
+            }
+            tracing::info!(
+                file = %path.display(),
+                nodes = new.nodes.len(),
+                vips = new.vips.len(),
+                "configuration reloaded"
+            );
+            if tx.send(membership(&new)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Polls a TCP connect every 500 ms; three failures in a row make the node unhealthy, one

@@ -497,6 +497,57 @@ impl SpeakerConfig {
     }
 }
 
+impl SpeakerConfig {
+    /// Whether `new` (the file re-read on SIGHUP) can be applied to a speaker running with
+    /// `self` without a restart: only members (`nodes`), VIPs (candidates, priorities) and the
+    /// election settings (timing, quorum, preemption) travel in a live
+    /// [`vip_failover::linux::Membership`]; sockets, key, interface, address mode, listeners and
+    /// VIP prefix lengths are fixed at start. `Err` names the first field that would need one.
+    pub fn check_live_reload(&self, new: &SpeakerConfig) -> Result<(), String> {
+        let fixed: [(&str, bool); 9] = [
+            ("speaker.node", self.node == new.node),
+            ("speaker.interface", self.interface == new.interface),
+            ("speaker.key_file", self.key_file == new.key_file),
+            ("speaker.mode", self.mode == new.mode),
+            (
+                "speaker.refresh_secs",
+                self.refresh_secs == new.refresh_secs,
+            ),
+            (
+                "speaker.listen",
+                self.listen == new.listen && self.nodes.get(&self.node) == new.nodes.get(&new.node),
+            ),
+            (
+                "speaker.admin",
+                self.admin == new.admin && self.admin_token_file == new.admin_token_file,
+            ),
+            ("speaker.health_tcp", self.health_tcp == new.health_tcp),
+            ("speaker.kubernetes", self.kubernetes == new.kubernetes),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, same)| !same) {
+            return Err(format!(
+                "{field} changed: restart fairway-speaker to apply it"
+            ));
+        }
+        // The running driver knows the prefix of the VIPs it started with and /32 or /128 for
+        // the rest, so a prefix must not differ from what it would use.
+        let prefix_of = |c: &SpeakerConfig, addr: IpAddr| {
+            c.vips
+                .iter()
+                .find(|v| v.address == addr)
+                .and_then(|v| v.prefix)
+        };
+        for (i, v) in new.vips.iter().enumerate() {
+            if v.prefix != prefix_of(self, v.address) {
+                return Err(format!(
+                    "speaker.vips[{i}].prefix: differs from the running one: restart fairway-speaker to apply it"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +589,40 @@ candidates = ["n2", "n3"]
         assert!(cluster.quorum);
         assert_eq!(cluster.vips[1].candidates.as_ref().unwrap().len(), 2);
         assert!(vip_failover::Cluster::new(&cluster).is_ok());
+    }
+
+    #[test]
+    fn live_reload_takes_members_vips_and_election_settings_only() {
+        let running = from_toml(EXAMPLE, Path::new("f.toml")).unwrap();
+        let reload = |text: String| {
+            running.check_live_reload(&from_toml(&text, Path::new("f.toml")).unwrap())
+        };
+        // Members, VIPs, priorities and timing: live.
+        let more = EXAMPLE.replace(
+            "n3 = \"198.51.100.13:7946\"",
+            "n3 = \"198.51.100.13:7946\"\nn4 = \"198.51.100.14:7946\"",
+        ) + "\n[[speaker.vips]]\naddress = \"198.51.100.51\"\n";
+        assert_eq!(reload(more), Ok(()));
+        assert_eq!(reload(EXAMPLE.replace("n1 = 150", "n1 = 90")), Ok(()));
+        assert_eq!(
+            reload(EXAMPLE.replace("profile = \"safe\"", "profile = \"fast\"")),
+            Ok(())
+        );
+        // Fixed at start: named.
+        let e =
+            reload(EXAMPLE.replace("interface = \"eth0\"", "interface = \"eth1\"")).unwrap_err();
+        assert!(e.starts_with("speaker.interface changed"), "{e}");
+        let e =
+            reload(EXAMPLE.replace("n1 = \"198.51.100.11:7946\"", "n1 = \"198.51.100.11:7947\""))
+                .unwrap_err();
+        assert!(e.starts_with("speaker.listen changed"), "{e}");
+        let e = reload(EXAMPLE.replace("prefix = 24", "prefix = 25")).unwrap_err();
+        assert!(e.starts_with("speaker.vips[0].prefix"), "{e}");
+        let e = reload(
+            EXAMPLE.to_string() + "\n[[speaker.vips]]\naddress = \"198.51.100.52\"\nprefix = 24\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("speaker.vips[2].prefix"), "{e}");
     }
 
     #[test]
