@@ -140,9 +140,9 @@ impl Probes {
     }
 }
 
-/// Buckets with at most this many distinct path conditions keep them in one contiguous,
-/// rank-ordered run of [`PathCond`]s (one or two cache lines, scanned in order); bigger buckets
-/// use the probe list and the shared path maps.
+/// Buckets with at most this many distinct path conditions (counting "no path condition" as
+/// the empty prefix) keep them in one contiguous, rank-ordered run of [`PathCond`]s (one or two
+/// cache lines, scanned in order); bigger buckets use the probe list and the shared path maps.
 const SMALL_BUCKET: usize = 8;
 /// `PathCond::len` flag: an exact-path (`Path`) condition, else a character-wise prefix.
 const EXACT_FLAG: u32 = 1 << 31;
@@ -157,24 +157,30 @@ struct PathCond {
     len: u32,
 }
 
+/// A bucket handle (the host tables' value) is `first << 4 | count` for a small bucket (its
+/// conditions are `small[first..first + count]`, rules without a path condition included as
+/// the empty prefix), so the host probe leads straight to the conditions; or `id << 4 | BIG`
+/// for a big one (`buckets[id]`).
+const BIG: u32 = 0xf;
+/// Handles keep 28 bits for `first`/`id` (and must never be `u32::MAX`, the host table's
+/// "free" mark).
+const MAX_HANDLE: usize = (1 << 28) - 1;
+
 #[derive(Debug, Clone, Default)]
 struct FileBucket {
     /// Best rank of rules with no path condition.
     all: u32,
-    /// Small bucket: its conditions are `small[first..first + count]`; `count == u32::MAX`
-    /// for a big bucket (use `probes`).
-    first: u32,
-    count: u32,
+    /// Big buckets: (probe, best rank reachable through it).
     probes: Probes,
 }
 
 #[derive(Debug, Clone, Default)]
 struct FileIndex {
-    /// Bucket per exact host.
+    /// Bucket handle per exact host.
     exact_hosts: HostTable,
     /// Bucket per wildcard suffix (`*.a.com` -> `a.com`).
     wildcard_hosts: HostTable,
-    /// Bucket of the rules without a host condition (also `Host(`*`)`).
+    /// Bucket handle of the rules without a host condition (also `Host(`*`)`).
     any_host: Option<u32>,
     buckets: Vec<FileBucket>,
     /// Path conditions of the small buckets, each bucket's run in rank order.
@@ -254,7 +260,7 @@ fn dnf(rule: &Rule) -> Option<Vec<Conj<'_>>> {
 }
 
 impl FileIndex {
-    fn build<B>(prepared: &Prepared<B>) -> FileIndex {
+    fn build<B>(prepared: &Prepared<B>) -> Result<FileIndex, RouterError> {
         let mut ix = FileIndex::default();
         let mut exact_hosts: FxMap<String, u32> = FxMap::default();
         let mut wildcard_hosts: FxMap<String, u32> = FxMap::default();
@@ -296,12 +302,25 @@ impl FileIndex {
             }
         }
         drop(seen);
-        for (id, list) in conds.into_iter().enumerate() {
+        if ix.buckets.len() >= MAX_HANDLE {
+            return Err(RouterError::Router {
+                router: String::new(),
+                message: format!("too many host buckets (at most {MAX_HANDLE})"),
+            });
+        }
+        let mut handles = Vec::with_capacity(conds.len());
+        for (id, mut list) in conds.into_iter().enumerate() {
             let bucket = &mut ix.buckets[id];
-            if list.len() <= SMALL_BUCKET {
-                bucket.first = ix.small.len() as u32;
-                bucket.count = list.len() as u32;
-                // `list` is already in rank order.
+            let all = bucket.all;
+            let small = list.len() + usize::from(all != NONE);
+            if small <= SMALL_BUCKET && ix.small.len() + small < MAX_HANDLE {
+                handles.push(((ix.small.len() as u32) << 4) | small as u32);
+                if all != NONE {
+                    // "No path condition" is the empty prefix; keep the run in rank order.
+                    let at = list.partition_point(|&(_, _, r)| r < all);
+                    list.insert(at, (false, "", all));
+                }
+                // `list` is in rank order.
                 for (exact, p, rank) in list {
                     let len = p.len().min((EXACT_FLAG - 1) as usize);
                     let word = if len <= 8 {
@@ -319,7 +338,7 @@ impl FileIndex {
                 }
                 continue;
             }
-            bucket.count = u32::MAX;
+            handles.push(((id as u32) << 4) | BIG);
             let id = id as u32;
             // Probe -> best rank.
             let mut probes: Vec<(u32, u32)> = Vec::new();
@@ -338,9 +357,16 @@ impl FileIndex {
             }
             bucket.probes = Probes::new(probes);
         }
-        ix.exact_hosts = HostTable::new(exact_hosts.iter().map(|(h, &id)| (h.as_str(), id)));
-        ix.wildcard_hosts = HostTable::new(wildcard_hosts.iter().map(|(h, &id)| (h.as_str(), id)));
-        ix
+        let handle = |id: u32| handles[id as usize];
+        ix.exact_hosts =
+            HostTable::new(exact_hosts.iter().map(|(h, &id)| (h.as_str(), handle(id))));
+        ix.wildcard_hosts = HostTable::new(
+            wildcard_hosts
+                .iter()
+                .map(|(h, &id)| (h.as_str(), handle(id))),
+        );
+        ix.any_host = ix.any_host.map(handle);
+        Ok(ix)
     }
 
     /// Whether a small-bucket condition holds for `path`.
@@ -366,13 +392,13 @@ impl FileIndex {
         }
     }
 
+    /// The best rank among `best` and the rules of the bucket `handle` that match `path`.
     #[inline]
-    fn bucket_best(&self, id: u32, path: &str, mut best: u32) -> u32 {
-        let b = &self.buckets[id as usize];
-        best = best.min(b.all);
-        if b.count != u32::MAX {
-            let first = b.first as usize;
-            for c in &self.small[first..first + b.count as usize] {
+    fn bucket_best(&self, handle: u32, path: &str, best: u32) -> u32 {
+        let count = handle & 0xf;
+        if count != BIG {
+            let first = (handle >> 4) as usize;
+            for c in &self.small[first..first + count as usize] {
                 if c.rank >= best {
                     break;
                 }
@@ -383,6 +409,9 @@ impl FileIndex {
             }
             return best;
         }
+        let id = handle >> 4;
+        let b = &self.buckets[id as usize];
+        let mut best = best.min(b.all);
         for &(probe, reachable) in b.probes.as_slice() {
             if reachable >= best {
                 break;
@@ -461,7 +490,7 @@ impl<B> Table<B> {
         ingress_routes: Vec<IngressRoute<B>>,
     ) -> Result<Self, RouterError> {
         let prepared = Prepared::new(file_routes, ingress_routes)?;
-        let file = FileIndex::build(&prepared);
+        let file = FileIndex::build(&prepared)?;
         let ingress = IngressIndex::build(&prepared);
         Ok(Table {
             prepared,
