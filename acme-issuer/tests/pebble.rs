@@ -60,6 +60,18 @@ fn wanted(domains: &[&str], key_type: Option<CertKeyType>) -> WantedCert {
     }
 }
 
+/// Our HTTP-01 endpoint on a free port (serving `registry`'s tokens) and a Pebble validating
+/// against it, with `configure` applied to Pebble's options.
+async fn http01_pebble(configure: impl FnOnce(&mut PebbleOptions)) -> (Http01Registry, Pebble) {
+    let registry = Http01Registry::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = listener.local_addr().unwrap().port();
+    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
+    let mut opts = PebbleOptions::new(http_port, free_port(false));
+    configure(&mut opts);
+    (registry, Pebble::start(opts).await)
+}
+
 /// Wait until `done(status)`, failing with the issuer's status and Pebble's log otherwise.
 async fn wait_status(
     rx: &mut watch::Receiver<IssuerStatus>,
@@ -99,11 +111,7 @@ fn entry(store: &dyn CertStore, main: &str) -> Arc<CertEntry> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_ecdsa_and_rsa_verified_against_pebble_root() {
     install_crypto();
-    let registry = Http01Registry::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = listener.local_addr().unwrap().port();
-    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
-    let pebble = Pebble::start(PebbleOptions::new(http_port, free_port(false))).await;
+    let (registry, pebble) = http01_pebble(|_| {}).await;
 
     let dir = tempfile::tempdir().unwrap();
     let files = file_store(dir.path());
@@ -218,13 +226,7 @@ async fn tls_alpn01_issues_through_tls_acceptor_challenges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_certificate_renews_itself_at_two_thirds() {
     install_crypto();
-    let registry = Http01Registry::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = listener.local_addr().unwrap().port();
-    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
-    let mut opts = PebbleOptions::new(http_port, free_port(false));
-    opts.validity_secs = Some(24);
-    let pebble = Pebble::start(opts).await;
+    let (registry, pebble) = http01_pebble(|o| o.validity_secs = Some(24)).await;
     let dir = tempfile::tempdir().unwrap();
     let files = file_store(dir.path());
     let issuer = Issuer::spawn(IssuerParts {
@@ -324,11 +326,7 @@ impl ChallengeSolver for DeposeOnFirstPresent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_leadership_stops_the_order_and_the_next_term_resumes_it() {
     install_crypto();
-    let registry = Http01Registry::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = listener.local_addr().unwrap().port();
-    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
-    let pebble = Pebble::start(PebbleOptions::new(http_port, free_port(false))).await;
+    let (registry, pebble) = http01_pebble(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let files = file_store(dir.path());
     let elector = watch::Sender::new(Leadership {
@@ -399,13 +397,7 @@ async fn traefik_rsa_account_is_replaced_and_nothing_else_changes_with_eab() {
     install_crypto();
     const KID: &str = "kid-fairway";
     const MAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-    let registry = Http01Registry::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = listener.local_addr().unwrap().port();
-    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
-    let mut opts = PebbleOptions::new(http_port, free_port(false));
-    opts.eab = Some((KID.into(), MAC.into()));
-    let pebble = Pebble::start(opts).await;
+    let (registry, pebble) = http01_pebble(|o| o.eab = Some((KID.into(), MAC.into()))).await;
 
     // A Traefik file: an RSA account for this CA's host under "pebble", and another resolver
     // (from the shared fixture) that must come out byte-for-byte the same.
@@ -527,13 +519,7 @@ async fn ari_window_from_the_ca_renews_a_revoked_certificate_with_replaces() {
     use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
     install_crypto();
-    let registry = Http01Registry::new();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http_port = listener.local_addr().unwrap().port();
-    tokio::spawn(acme_issuer::http01::serve(listener, registry.clone()));
-    let mut opts = PebbleOptions::new(http_port, free_port(false));
-    opts.ari = true;
-    let pebble = Pebble::start(opts).await;
+    let (registry, pebble) = http01_pebble(|o| o.ari = true).await;
     let dir = tempfile::tempdir().unwrap();
     let files = file_store(dir.path());
     let store = Arc::new(AcmeJsonStore::new(files.clone()));

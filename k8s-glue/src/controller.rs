@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::SecretStore;
 use crate::routes::acme::{CertRequest, RequestProblem, cert_requests};
 use crate::routes::class::OurClasses;
+use crate::task::OwnedTask;
 
 /// An elector whose leadership is published only once `store` carries the term's epoch.
 ///
@@ -41,13 +42,7 @@ use crate::routes::class::OurClasses;
 #[derive(Debug)]
 pub struct FencedElector {
     tx: watch::Sender<Leadership>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FencedElector {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: OwnedTask,
 }
 
 impl FencedElector {
@@ -58,14 +53,14 @@ impl FencedElector {
         store.set_epoch(first.epoch);
         let tx = watch::Sender::new(first);
         let relay = tx.clone();
-        let task = tokio::spawn(async move {
+        let task = OwnedTask::spawn(async move {
             while rx.changed().await.is_ok() {
                 let now = *rx.borrow_and_update();
                 store.set_epoch(now.epoch);
                 relay.send_replace(now);
             }
         });
-        FencedElector { tx, task }
+        FencedElector { tx, _task: task }
     }
 }
 
@@ -214,21 +209,15 @@ pub fn in_namespace(
 #[derive(Debug)]
 pub struct IngressCertRequests {
     rx: watch::Receiver<Requested>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for IngressCertRequests {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: OwnedTask,
 }
 
 impl IngressCertRequests {
     /// Starts watching on the current tokio runtime.
     pub fn start(client: Client, config: CertRequestsConfig) -> Self {
         let (tx, rx) = watch::channel(Requested::default());
-        let task = tokio::spawn(watch_requests(client, config, tx));
-        IngressCertRequests { rx, task }
+        let task = OwnedTask::spawn(watch_requests(client, config, tx));
+        IngressCertRequests { rx, _task: task }
     }
 
     /// The requests, updated on every change (`synced` is false until both lists arrived).

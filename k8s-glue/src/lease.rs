@@ -25,10 +25,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::Error;
+use crate::task::OwnedTask;
 
 /// Timing and identity of a [`LeaseElector`]. Defaults are client-go's: 15 s / 10 s / 2 s.
 #[derive(Debug, Clone)]
@@ -178,7 +178,7 @@ impl LeaseDecision {
 #[derive(Debug)]
 pub struct LeaseElector {
     tx: watch::Sender<Leadership>,
-    task: JoinHandle<()>,
+    task: OwnedTask,
     api: Api<Lease>,
     config: LeaseConfig,
 }
@@ -189,7 +189,7 @@ impl LeaseElector {
         config.validate()?;
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         let tx = watch::Sender::new(Leadership::default());
-        let task = tokio::spawn(run(api.clone(), config.clone(), tx.clone()));
+        let task = OwnedTask::spawn(run(api.clone(), config.clone(), tx.clone()));
         Ok(LeaseElector {
             tx,
             task,
@@ -237,12 +237,6 @@ impl LeaseElector {
             .await
             .map_err(|e| lease_err(&self.config, "release", e))?;
         Ok(())
-    }
-}
-
-impl Drop for LeaseElector {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -27,6 +27,7 @@ pub mod provider;
 pub mod routes;
 pub mod secrets;
 pub mod speakers;
+mod task;
 
 pub use error::Error;
 pub use lb::{LbConfig, LbController, Pool};

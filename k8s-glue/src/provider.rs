@@ -22,9 +22,9 @@ use acme_store::{AcmeDocument, CertStore, Snapshot};
 use ingress_proxy::ExternalRoutes;
 use kube::Client;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::routes::KubeRoute;
+use crate::task::OwnedTask;
 use crate::{IngressWatcher, Published, SecretStore, SecretStoreConfig, WatchConfig};
 
 /// Prefix of the proxy service names of Kubernetes backends (`k8s/<ns>/<service>:<port>`),
@@ -38,13 +38,7 @@ pub struct KubernetesProvider {
     published: watch::Receiver<Published>,
     routes: watch::Receiver<Arc<ExternalRoutes>>,
     certificates: watch::Receiver<Arc<Snapshot>>,
-    tasks: [JoinHandle<()>; 3],
-}
-
-impl Drop for KubernetesProvider {
-    fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
-    }
+    _tasks: [OwnedTask; 3],
 }
 
 impl KubernetesProvider {
@@ -73,7 +67,7 @@ impl KubernetesProvider {
         };
         let slot = Arc::new(arc_swap::ArcSwap::from_pointee(Vec::new()));
         let (published_tx, published) = watch::channel(Published::default());
-        let combine_task = tokio::spawn(combine(
+        let combine_task = OwnedTask::spawn(combine(
             watchers.iter().map(IngressWatcher::subscribe).collect(),
             watchers.iter().map(IngressWatcher::routes_slot).collect(),
             Arc::clone(&slot),
@@ -81,14 +75,14 @@ impl KubernetesProvider {
         ));
         let (routes_tx, routes) = watch::channel(Arc::new(ExternalRoutes::default()));
         let (certs_tx, certificates) = watch::channel(Arc::new(Snapshot::empty()));
-        let feed = tokio::spawn(feed_routes(published.clone(), slot, routes_tx));
-        let certs = tokio::spawn(feed_certificates(client, published.clone(), certs_tx));
+        let feed = OwnedTask::spawn(feed_routes(published.clone(), slot, routes_tx));
+        let certs = OwnedTask::spawn(feed_certificates(client, published.clone(), certs_tx));
         KubernetesProvider {
             _watchers: watchers,
             published,
             routes,
             certificates,
-            tasks: [combine_task, feed, certs],
+            _tasks: [combine_task, feed, certs],
         }
     }
 

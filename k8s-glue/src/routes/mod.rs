@@ -18,6 +18,8 @@ pub mod class;
 mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::task::OwnedTask;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,6 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use acme::{ACME_RESOLVER_ANNOTATION, CertRequest, cert_requests};
@@ -97,13 +98,7 @@ pub struct IngressWatcher {
     table: Arc<SharedTable<Arc<Backend>>>,
     routes: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
     rx: watch::Receiver<Published>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for IngressWatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: OwnedTask,
 }
 
 impl IngressWatcher {
@@ -116,12 +111,12 @@ impl IngressWatcher {
             table: Arc::clone(&table),
             routes: Arc::clone(&routes),
         };
-        let task = tokio::spawn(run(client, config, slots, tx));
+        let task = OwnedTask::spawn(run(client, config, slots, tx));
         IngressWatcher {
             table,
             routes,
             rx,
-            task,
+            _task: task,
         }
     }
 

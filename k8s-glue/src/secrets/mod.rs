@@ -35,11 +35,11 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Precondit
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use mapping::{SecretRef, TLS_SECRET_TYPE};
 
 use crate::Error;
+use crate::task::OwnedTask;
 
 /// Where the store keeps its Secrets.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ struct Inner {
 /// The Secret-backed [`CertStore`]. Dropping it stops the watch.
 pub struct SecretStore {
     inner: Arc<Inner>,
-    task: JoinHandle<()>,
+    _task: OwnedTask,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -96,12 +96,6 @@ impl std::fmt::Debug for SecretStore {
             .field("config", &self.inner.config)
             .field("snapshot", &self.inner.current.load())
             .finish()
-    }
-}
-
-impl Drop for SecretStore {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -331,7 +325,7 @@ impl SecretStore {
             serving,
         });
         let (ready_tx, mut ready_rx) = watch::channel(false);
-        let task = tokio::spawn(run(Arc::clone(&inner), ready_tx));
+        let task = OwnedTask::spawn(run(Arc::clone(&inner), ready_tx));
         let ns = inner.config.namespace.clone();
         tokio::time::timeout(Duration::from_secs(30), ready_rx.wait_for(|r| *r))
             .await
@@ -343,7 +337,7 @@ impl SecretStore {
                 object: format!("Secrets in {ns}"),
                 message: "watch task ended".into(),
             })?;
-        Ok(SecretStore { inner, task })
+        Ok(SecretStore { inner, _task: task })
     }
 
     /// Stamps later writes with fencing epoch `epoch` (the elector's `Leadership::epoch`).

@@ -11,9 +11,9 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::{SpeakerSettings, SpeakerView, view};
+use crate::task::OwnedTask;
 
 /// Events closer together than this are applied as one recomputation.
 const DEBOUNCE: Duration = Duration::from_millis(5);
@@ -22,13 +22,7 @@ const DEBOUNCE: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub struct SpeakerWatcher {
     rx: watch::Receiver<Option<Arc<SpeakerView>>>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for SpeakerWatcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: OwnedTask,
 }
 
 impl SpeakerWatcher {
@@ -36,8 +30,8 @@ impl SpeakerWatcher {
     /// cluster-wide; Pods per `settings.pod_namespace` and `pod_selector`).
     pub fn start(client: Client, settings: SpeakerSettings) -> Self {
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(run(client, settings, tx));
-        SpeakerWatcher { rx, task }
+        let task = OwnedTask::spawn(run(client, settings, tx));
+        SpeakerWatcher { rx, _task: task }
     }
 
     /// The current view: `None` until every watch has listed, then a new value whenever the
