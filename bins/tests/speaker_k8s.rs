@@ -17,11 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Container, LoadBalancerIngress, LoadBalancerStatus, Node, NodeCondition, NodeStatus, Pod,
-    PodCondition, PodSpec, PodStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
-};
+use k8s_glue::lb::DEFAULT_LB_CLASS;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_testenv::ApiServer;
+use k8s_testenv::fixtures::{lb_service, meta, set_node_ready};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 
 const VIP: &str = "198.51.100.50";
@@ -148,58 +147,6 @@ impl Drop for Topology {
     }
 }
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
-async fn set_node_ready(api: &Api<Node>, name: &str, ready: bool) {
-    let mut node = api.get(name).await.unwrap();
-    node.status = Some(NodeStatus {
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: if ready { "True" } else { "False" }.into(),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    api.replace_status(name, &PostParams::default(), &node)
-        .await
-        .unwrap();
-}
-
-/// A LoadBalancer Service of our class with `ip` in its status.
-async fn lb_service(api: &Api<Service>, name: &str, ip: &str) {
-    let svc = Service {
-        metadata: meta(name),
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(k8s_glue::lb::DEFAULT_LB_CLASS.into()),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut svc = api.create(&PostParams::default(), &svc).await.unwrap();
-    svc.status = Some(ServiceStatus {
-        load_balancer: Some(LoadBalancerStatus {
-            ingress: Some(vec![LoadBalancerIngress {
-                ip: Some(ip.into()),
-                ..Default::default()
-            }]),
-        }),
-        ..Default::default()
-    });
-    api.replace_status(name, &PostParams::default(), &svc)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() {
     assert!(
@@ -302,7 +249,7 @@ async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() 
             )
             .await
             .unwrap();
-        set_node_ready(&nodes, name, true).await;
+        set_node_ready(&nodes, name, None, true).await;
         let pod = Pod {
             metadata: ObjectMeta {
                 name: Some(format!("speaker-{}", i + 1)),
@@ -340,7 +287,7 @@ async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() 
             .unwrap();
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    lb_service(&services, "web", VIP).await;
+    lb_service(&services, "web", DEFAULT_LB_CLASS, false, VIP).await;
 
     // The speakers, each in its namespace, in Kubernetes mode.
     let key = t.dir.path().join("key");
@@ -377,18 +324,18 @@ async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() 
     // One owner.
     let owner = t.wait_holders(VIP, "one owner of the Service VIP", |h| h.len() == 1)[0];
     // The owner's Node goes NotReady: the other node takes the VIP, the owner withdraws it.
-    set_node_ready(&nodes, &names[owner], false).await;
+    set_node_ready(&nodes, &names[owner], None, false).await;
     let other = 1 - owner;
     t.wait_holders(VIP, "the VIP to move off the NotReady node", |h| {
         h == [other]
     });
 
     // A new Service's address is announced without a restart (by the only eligible node).
-    lb_service(&services, "api", VIP2).await;
+    lb_service(&services, "api", DEFAULT_LB_CLASS, false, VIP2).await;
     t.wait_holders(VIP2, "the new Service's VIP", |h| h == [other]);
 
     // Back to Ready: nothing moves (ownership is sticky).
-    set_node_ready(&nodes, &names[owner], true).await;
+    set_node_ready(&nodes, &names[owner], None, true).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(t.holders(VIP), [other], "{}", t.logs());
 

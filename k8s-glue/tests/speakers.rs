@@ -10,46 +10,17 @@ use std::time::Duration;
 
 use k8s_glue::routes::SERVICE_NAME_LABEL;
 use k8s_glue::speakers::{SpeakerSettings, SpeakerView, SpeakerWatcher};
-use k8s_openapi::api::core::v1::{
-    Container, LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeCondition,
-    NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
-    ServiceStatus,
-};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, PodSpec, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use k8s_testenv::ApiServer;
+use k8s_testenv::fixtures::{lb_service, meta, set_node_ready};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
 
 const SELECTOR: (&str, &str) = ("app.kubernetes.io/name", "fairway-speaker");
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
 fn condition(ready: bool) -> String {
     if ready { "True" } else { "False" }.to_string()
-}
-
-async fn set_node_ready(api: &Api<Node>, name: &str, ip: &str, ready: bool) {
-    let mut node = api.get(name).await.unwrap();
-    node.status = Some(NodeStatus {
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: condition(ready),
-            ..Default::default()
-        }]),
-        addresses: Some(vec![NodeAddress {
-            type_: "InternalIP".into(),
-            address: ip.into(),
-        }]),
-        ..Default::default()
-    });
-    api.replace_status(name, &PostParams::default(), &node)
-        .await
-        .unwrap();
 }
 
 async fn set_pod_ready(api: &Api<Pod>, name: &str, ip: Option<&str>, ready: bool) {
@@ -65,37 +36,6 @@ async fn set_pod_ready(api: &Api<Pod>, name: &str, ip: Option<&str>, ready: bool
         ..Default::default()
     });
     api.replace_status(name, &PostParams::default(), &pod)
-        .await
-        .unwrap();
-}
-
-/// A LoadBalancer Service of `class` with `ip` in its status, as the controller leaves it.
-async fn lb_service(api: &Api<Service>, name: &str, class: &str, local: bool, ip: &str) {
-    let svc = Service {
-        metadata: meta(name),
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            load_balancer_class: Some(class.into()),
-            external_traffic_policy: Some(if local { "Local" } else { "Cluster" }.into()),
-            ports: Some(vec![ServicePort {
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut svc = api.create(&PostParams::default(), &svc).await.unwrap();
-    svc.status = Some(ServiceStatus {
-        load_balancer: Some(LoadBalancerStatus {
-            ingress: Some(vec![LoadBalancerIngress {
-                ip: Some(ip.into()),
-                ..Default::default()
-            }]),
-        }),
-        ..Default::default()
-    });
-    api.replace_status(name, &PostParams::default(), &svc)
         .await
         .unwrap();
 }
@@ -157,7 +97,7 @@ async fn nodes_pods_and_service_status_become_the_speaker_cluster() {
             )
             .await
             .unwrap();
-        set_node_ready(&nodes, name, &format!("198.51.100.{}", 21 + i), true).await;
+        set_node_ready(&nodes, name, Some(&format!("198.51.100.{}", 21 + i)), true).await;
         let pod = Pod {
             metadata: ObjectMeta {
                 name: Some(format!("speaker-{}", i + 1)),
@@ -287,7 +227,7 @@ async fn nodes_pods_and_service_status_become_the_speaker_cluster() {
     vip_failover::Cluster::new(&v.cluster).expect("the machine accepts the view");
 
     // Node 1 goes NotReady: it stays a member (its speaker runs) but is no candidate.
-    set_node_ready(&nodes, &names[0], "198.51.100.21", false).await;
+    set_node_ready(&nodes, &names[0], Some("198.51.100.21"), false).await;
     let v = until(&mut rx, "node 1 NotReady", |v| {
         candidates(v, "198.51.100.50").is_some_and(|c| c.len() == 2)
     })

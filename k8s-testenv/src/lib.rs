@@ -15,6 +15,7 @@
 mod binaries;
 mod certs;
 mod error;
+pub mod fixtures;
 mod server;
 
 pub use binaries::{ETCD_VERSION, KUBE_VERSION, KubeBinaries};
