@@ -10,6 +10,10 @@
 //! connections to a relay in the test, and each node namespace resolves `kubernetes` (a name in
 //! the server certificate) to that address through `/etc/netns/<ns>/hosts`.
 
+mod netns_common;
+
+use netns_common::{require_root, run};
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -27,19 +31,6 @@ const VIP: &str = "198.51.100.50";
 const VIP2: &str = "198.51.100.51";
 const KEY: &str = "k8s-netns-test-shared-key-0123456";
 const NODES: usize = 2;
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Copies bytes both ways until either side closes.
 fn splice(a: TcpStream, b: TcpStream) {
@@ -149,11 +140,7 @@ impl Drop for Topology {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() {
-    assert!(
-        std::fs::read_to_string("/proc/self/status")
-            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0"))),
-        "needs root (network namespaces, AF_PACKET); CI runs as root"
-    );
+    require_root();
     let server = ApiServer::shared();
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "speakerk8s").await.unwrap();

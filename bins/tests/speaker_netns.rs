@@ -4,6 +4,10 @@
 //! follows the new owner's MAC. Needs root (CI runs as root). Bounds are loose: precise failover
 //! numbers come from `benches/scripts/vip-failover.sh`.
 
+mod netns_common;
+
+use netns_common::{require_root, run, run_quiet};
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,38 +21,6 @@ const VIP6: &str = "2001:db8::50";
 const PORT: u16 = 7946;
 const KEY: &str = "netns-test-shared-key-0123456789";
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_quiet(args: &[&str]) -> Option<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// Reply timestamps of a running `ping -D`.
 struct Probe {
@@ -104,10 +76,7 @@ fn unix_now() -> f64 {
 impl Topology {
     /// Builds the topology and starts three speakers; `extra` is added to `[speaker]`.
     fn new(extra: &str) -> Topology {
-        assert!(
-            is_root(),
-            "speaker netns tests need root (network namespaces, AF_PACKET); CI runs them as root"
-        );
+        require_root();
         let prefix = format!(
             "fw-{}-{}",
             std::process::id(),
