@@ -66,6 +66,7 @@ fn controller_config(
             r#"
 [kubernetes]
 kubeconfig = "{kubeconfig}"
+publish_service = "{ns}/auto"
 
 [kubernetes.lease]
 namespace = "{ns}"
@@ -393,6 +394,26 @@ namespaces = ["{ns}"]
         .await;
         assert_eq!(ips, [want], "Service {name}");
     }
+    // The leader publishes the proxies' Service address (`publish_service`) in our Ingress's
+    // status.
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    eventually(
+        Duration::from_secs(15),
+        "the Ingress status shows the published Service's address",
+        context,
+        || async {
+            let ing = ingresses.get("shop").await.ok()?;
+            let ips: Vec<String> = ing
+                .status?
+                .load_balancer?
+                .ingress?
+                .into_iter()
+                .filter_map(|i| i.ip)
+                .collect();
+            (ips == ["203.0.113.65"]).then_some(())
+        },
+    )
+    .await;
 
     // SIGKILL the leader: the other process takes the Lease (bounded: a few lease durations
     // on a loaded box), leads, and allocates for a new Service.

@@ -12,18 +12,21 @@
 //!   them into the issuer's wanted list and the store's Secret names.
 //! - [`while_leader`] runs a task (the [`crate::LbController`]) during each term only: two
 //!   allocators would race for the same addresses.
+//! - [`publish_ingress_status`] (leader only) writes the proxies' LoadBalancer address into
+//!   our Ingresses' `status.loadBalancer`, as ingress-nginx's `--publish-service` does.
 //! - [`label_pod`] marks the leader's pod with [`LEADER_LABEL`], so the HTTP-01 challenge
 //!   Service can select the leader alone: only the leader listens on the challenge port, and a
 //!   Service over every replica would send some validations to a closed port.
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use acme_issuer::{LeaderElector, Leadership, WantedCert};
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -226,7 +229,21 @@ impl IngressCertRequests {
     }
 }
 
-async fn watch_requests(client: Client, config: CertRequestsConfig, tx: watch::Sender<Requested>) {
+/// Mirrors of every Ingress and IngressClass plus one stream of their (and `extra`'s) events,
+/// each burst of events coalesced: the stream yields once `debounce` passed without another.
+type Mirrors = (
+    reflector::Store<Ingress>,
+    reflector::Store<IngressClass>,
+    futures_util::stream::BoxStream<'static, ()>,
+);
+
+fn ingress_mirrors(
+    client: &Client,
+    extra: Option<
+        futures_util::stream::BoxStream<'static, Result<(), (&'static str, watcher::Error)>>,
+    >,
+    debounce: Duration,
+) -> Mirrors {
     let (ingresses, ing_writer) = reflector::store::<Ingress>();
     let (classes, cls_writer) = reflector::store::<IngressClass>();
     let ing_events = reflector(
@@ -241,33 +258,54 @@ async fn watch_requests(client: Client, config: CertRequestsConfig, tx: watch::S
     .boxed();
     let cls_events = reflector(
         cls_writer,
-        watcher(Api::<IngressClass>::all(client), watcher::Config::default()),
+        watcher(
+            Api::<IngressClass>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .map(|r| r.map(drop).map_err(|e| ("IngressClass", e)))
     .boxed();
-    let mut events = futures_util::stream::select(ing_events, cls_events);
-    while let Some(event) = events.next().await {
-        if let Err((kind, e)) = event {
-            tracing::warn!(kind, error = %e, "watch for ACME certificate requests failed; retrying");
-            continue;
+    let mut events = futures_util::stream::select(ing_events, cls_events).boxed();
+    if let Some(extra) = extra {
+        events = futures_util::stream::select(events, extra).boxed();
+    }
+    let settled = futures_util::stream::unfold(events, move |mut events| async move {
+        while let Err((kind, e)) = events.next().await? {
+            tracing::warn!(kind, error = %e, "Kubernetes watch failed; retrying");
         }
-        // Let a burst settle, then recompute from the mirrors (a full pass: the controller's
-        // list is small and this is off every hot path).
-        let settle = tokio::time::sleep(config.debounce);
+        // Let a burst settle, then recompute from the mirrors (a full pass: off every hot path).
+        let settle = tokio::time::sleep(debounce);
         tokio::pin!(settle);
         loop {
             tokio::select! {
                 () = &mut settle => break,
-                more = events.next() => if more.is_none() { return },
+                more = events.next() => if let Err((kind, e)) = more? {
+                    tracing::warn!(kind, error = %e, "Kubernetes watch failed; retrying");
+                },
             }
         }
+        Some(((), events))
+    })
+    .boxed();
+    (ingresses, classes, settled)
+}
+
+fn our_classes(
+    classes: &reflector::Store<IngressClass>,
+    controller: &str,
+    default: bool,
+) -> OurClasses {
+    let mut ours = OurClasses::from_classes(classes.state().iter().map(|c| c.as_ref()), controller);
+    ours.default |= default;
+    ours
+}
+
+async fn watch_requests(client: Client, config: CertRequestsConfig, tx: watch::Sender<Requested>) {
+    let (ingresses, classes, mut settled) = ingress_mirrors(&client, None, config.debounce);
+    while settled.next().await.is_some() {
         if listed(&classes) && listed(&ingresses) {
-            let mut ours = OurClasses::from_classes(
-                classes.state().iter().map(|c| c.as_ref()),
-                &config.controller,
-            );
-            ours.default |= config.default_class;
+            let ours = our_classes(&classes, &config.controller, config.default_class);
             let all = ingresses.state();
             let (requests, problems) = cert_requests(all.iter().map(|i| i.as_ref()), &ours);
             let next = in_namespace(requests, problems, &config.secret_namespace);
@@ -276,6 +314,77 @@ async fn watch_requests(client: Client, config: CertRequestsConfig, tx: watch::S
                 *cur = next;
                 changed
             });
+        }
+    }
+}
+
+/// What [`publish_ingress_status`] writes, and for which Ingresses.
+#[derive(Debug, Clone)]
+pub struct IngressStatusConfig {
+    /// Our IngressClass controller name.
+    pub controller: String,
+    /// Take class-less Ingresses even when none of our IngressClasses is marked default.
+    pub default_class: bool,
+    /// The proxies' Service (`namespace`, `name`), as ingress-nginx's `--publish-service`: its
+    /// `status.loadBalancer` addresses (the VIPs the LoadBalancer controller allocated) become
+    /// every Ingress's. `None`: `static_ips`.
+    pub publish_service: Option<(String, String)>,
+    /// The addresses to publish without a Service.
+    pub static_ips: Vec<IpAddr>,
+    /// How long to wait for more events before writing.
+    pub debounce: Duration,
+}
+
+/// The addresses a Service's `status.loadBalancer` carries (IPs only; hostnames are skipped).
+pub fn service_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+/// Keeps `status.loadBalancer` of every Ingress of ours (and no other) equal to the published
+/// addresses, through `/status` and only where it differs, until the watches end. Run it on
+/// the leader only ([`while_leader`]): replicas writing the same status would only race.
+pub async fn publish_ingress_status(client: Client, config: IngressStatusConfig) {
+    let (services, extra) = match &config.publish_service {
+        Some((namespace, name)) => {
+            let (store, writer) = reflector::store::<Service>();
+            let events = reflector(
+                writer,
+                watcher(
+                    Api::<Service>::namespaced(client.clone(), namespace),
+                    watcher::Config::default().fields(&format!("metadata.name={name}")),
+                ),
+            )
+            .default_backoff()
+            .map(|r| r.map(drop).map_err(|e| ("Service", e)))
+            .boxed();
+            (Some(store), Some(events))
+        }
+        None => (None, None),
+    };
+    let (ingresses, classes, mut settled) = ingress_mirrors(&client, extra, config.debounce);
+    while settled.next().await.is_some() {
+        if !(listed(&classes) && listed(&ingresses) && services.as_ref().is_none_or(listed)) {
+            continue;
+        }
+        let ips = match &services {
+            Some(store) => store
+                .state()
+                .first()
+                .map(|s| service_ips(s))
+                .unwrap_or_default(),
+            None => config.static_ips.clone(),
+        };
+        let ours = our_classes(&classes, &config.controller, config.default_class);
+        for ingress in ingresses.state().iter().filter(|i| ours.is_ours(i)) {
+            crate::routes::status::sync(&client, ingress, &ips).await;
         }
     }
 }

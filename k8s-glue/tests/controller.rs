@@ -171,3 +171,101 @@ async fn annotated_ingresses_become_live_requests_and_the_wanted_list() {
     .await;
     feeding.abort();
 }
+
+/// The leader's Ingress status publisher: our Ingresses get the proxies' Service address (as
+/// ingress-nginx's `--publish-service`), follow it when it changes, and other classes are left
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_status_follows_the_published_service_for_our_class_only() {
+    use k8s_glue::controller::{IngressStatusConfig, publish_ingress_status};
+    use k8s_openapi::api::core::v1::Service;
+
+    let server = ApiServer::shared();
+    let client = server.client().await.unwrap();
+    let ns = server.fresh_namespace(&client, "ctl-status").await.unwrap();
+    let class = format!("fairway-{ns}");
+    let ingress_class: IngressClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": class}, "spec": {"controller": CONTROLLER_NAME}
+    }))
+    .unwrap();
+    Api::<IngressClass>::all(client.clone())
+        .create(&PostParams::default(), &ingress_class)
+        .await
+        .unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    // Without the ACME annotation: the requests test watches every namespace at the same time.
+    let plain = |name: &str, class: &str| -> Ingress {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name},
+            "spec": {"ingressClassName": class,
+                     "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}
+        }))
+        .unwrap()
+    };
+    ingresses.create(&pp, &plain("ours", &class)).await.unwrap();
+    ingresses
+        .create(&pp, &plain("theirs", "nginx"))
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    k8s_testenv::fixtures::lb_service(&services, "proxy", "fairway.dev/lb", false, "203.0.113.7")
+        .await;
+
+    let publisher = tokio::spawn(publish_ingress_status(
+        client.clone(),
+        IngressStatusConfig {
+            controller: CONTROLLER_NAME.into(),
+            default_class: false,
+            publish_service: Some((ns.clone(), "proxy".into())),
+            static_ips: Vec::new(),
+            debounce: Duration::from_millis(20),
+        },
+    ));
+    let status_of = |name: &'static str| {
+        let ingresses = ingresses.clone();
+        async move {
+            let ing = ingresses.get(name).await.unwrap();
+            ing.status
+                .and_then(|s| s.load_balancer)
+                .and_then(|lb| lb.ingress)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip)
+                .collect::<Vec<_>>()
+        }
+    };
+    let wait_for = |want: &'static [&'static str]| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = status_of("ours").await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "status of `ours`: {got:?}, want {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for(&["203.0.113.7"]).await;
+
+    // The Service's address changes (a new allocation): the Ingress follows.
+    let mut svc = services.get("proxy").await.unwrap();
+    svc.status
+        .as_mut()
+        .and_then(|s| s.load_balancer.as_mut())
+        .and_then(|lb| lb.ingress.as_mut())
+        .unwrap()[0]
+        .ip = Some("203.0.113.8".into());
+    services.replace_status("proxy", &pp, &svc).await.unwrap();
+    wait_for(&["203.0.113.8"]).await;
+    assert!(
+        status_of("theirs").await.is_empty(),
+        "another class is left alone"
+    );
+    publisher.abort();
+}

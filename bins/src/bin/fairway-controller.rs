@@ -48,7 +48,8 @@ use bins::config::acme::AcmeConfig;
 use bins::config::kubernetes::{KubernetesSection, PodEnv};
 use clap::Parser;
 use k8s_glue::controller::{
-    CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, label_pod, while_leader,
+    CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, label_pod,
+    publish_ingress_status, while_leader,
 };
 use k8s_glue::{LbController, LeaseElector, SecretStore};
 use tokio::net::TcpListener;
@@ -276,6 +277,16 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
         ))
     });
 
+    let ingress_status = settings.ingress_status.clone().map(|status| {
+        tracing::info!(service = ?status.publish_service, "publishing the proxies' address in Ingress status while leading");
+        let client = client.clone();
+        tokio::spawn(while_leader(
+            elector.subscribe(),
+            Duration::from_secs(2),
+            move || publish_ingress_status(client.clone(), status.clone()),
+        ))
+    });
+
     // In a pod: the challenge Service selects the leader's pod by label.
     let labelling = env.pod_name.clone().map(|pod| {
         let (client, namespace, leadership) =
@@ -294,6 +305,9 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
     feeding.abort();
     if let Some(lb) = load_balancer {
         lb.abort();
+    }
+    if let Some(status) = ingress_status {
+        status.abort();
     }
     drop(requests);
     drop(issuer);

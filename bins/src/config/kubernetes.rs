@@ -56,9 +56,16 @@ pub struct KubernetesSection {
     /// Take Ingresses without a class even if none of our IngressClasses is marked default.
     #[serde(default)]
     pub default_class: bool,
-    /// Addresses written to our Ingresses' `status.loadBalancer.ingress` (empty: none).
+    /// Addresses written to our Ingresses' `status.loadBalancer.ingress` by every proxy
+    /// (empty: none). Prefer `publish_service`.
     #[serde(default)]
     pub status_ips: Vec<IpAddr>,
+    /// `"namespace/name"` of the proxies' LoadBalancer Service (ingress-nginx's
+    /// `--publish-service`): the controller's leader writes that Service's
+    /// `status.loadBalancer` addresses into our Ingresses' status. Controller only; do not set
+    /// `status_ips` too, or the proxies and the controller would overwrite each other.
+    #[serde(default)]
+    pub publish_service: Option<String>,
     /// `[kubernetes.lease]`: the controller's leader election and Secret namespace.
     #[serde(default)]
     pub lease: LeaseSection,
@@ -243,6 +250,8 @@ pub struct ControllerSettings {
     pub secrets: k8s_glue::SecretStoreConfig,
     /// LoadBalancer allocation, when pools are configured.
     pub load_balancer: Option<k8s_glue::LbConfig>,
+    /// Ingress status publication, when `publish_service` is set.
+    pub ingress_status: Option<k8s_glue::controller::IngressStatusConfig>,
 }
 
 /// An unusable `[kubernetes]` controller setting; names the field.
@@ -347,10 +356,38 @@ impl KubernetesSection {
             }
             _ => None,
         };
+        let ingress_status = match &self.publish_service {
+            None => None,
+            Some(full) => {
+                let (namespace, name) = full
+                    .split_once('/')
+                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+                    .ok_or_else(|| {
+                        err(
+                            "publish_service",
+                            format!("`{full}`: expected \"namespace/name\" of a Service"),
+                        )
+                    })?;
+                if !self.status_ips.is_empty() {
+                    return Err(err(
+                        "publish_service",
+                        "set together with status_ips: the proxies would overwrite the published status".into(),
+                    ));
+                }
+                Some(k8s_glue::controller::IngressStatusConfig {
+                    controller: self.controller.clone(),
+                    default_class: self.default_class,
+                    publish_service: Some((namespace.to_owned(), name.to_owned())),
+                    static_ips: Vec::new(),
+                    debounce: std::time::Duration::from_millis(100),
+                })
+            }
+        };
         Ok(ControllerSettings {
             lease,
             secrets,
             load_balancer,
+            ingress_status,
         })
     }
 
@@ -461,6 +498,38 @@ addresses = ["198.51.100.0/28", "198.51.100.40-198.51.100.49"]
             ("x", "me")
         );
         assert!(c.load_balancer.is_none(), "no pools: no allocation");
+        assert!(
+            c.ingress_status.is_none(),
+            "no publish_service: no status writes"
+        );
+        let s: KubernetesSection = toml::from_str(
+            "publish_service = \"fairway/fairway-proxy\"\n[lease]\nnamespace = \"x\"",
+        )
+        .unwrap();
+        let status = s.controller_settings(&env).unwrap().ingress_status.unwrap();
+        assert_eq!(
+            status.publish_service,
+            Some(("fairway".to_owned(), "fairway-proxy".to_owned()))
+        );
+    }
+
+    #[test]
+    fn publish_service_errors_name_the_field() {
+        let env = PodEnv {
+            hostname: Some("h".into()),
+            ..Default::default()
+        };
+        for bad in [
+            "publish_service = \"fairway-proxy\"",
+            "publish_service = \"a/b/c\"",
+            "publish_service = \"/b\"",
+            "publish_service = \"a/b\"\nstatus_ips = [\"198.51.100.1\"]",
+        ] {
+            let s: KubernetesSection =
+                toml::from_str(&format!("{bad}\n[lease]\nnamespace = \"x\"")).unwrap();
+            let e = s.controller_settings(&env).unwrap_err().to_string();
+            assert!(e.starts_with("kubernetes.publish_service"), "{bad}: {e}");
+        }
     }
 
     #[test]

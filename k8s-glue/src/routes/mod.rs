@@ -15,7 +15,7 @@
 pub mod acme;
 pub mod backends;
 pub mod class;
-mod status;
+pub(crate) mod status;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
