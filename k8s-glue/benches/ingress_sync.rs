@@ -34,12 +34,6 @@ use k8s_testenv::ApiServer;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// mimalloc (as `fairway-proxy` was built with when measured): the proxy rows are dominated by
-/// allocating and freeing a snapshot per route set; with glibc malloc a 10k-route rebuild took
-/// about a third longer.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn ingress(name: &str, host: &str, path: &str) -> Ingress {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
