@@ -14,7 +14,6 @@ mod netns_common;
 
 use netns_common::{require_root, run};
 
-use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -22,10 +21,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use k8s_glue::lb::DEFAULT_LB_CLASS;
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, PodSpec, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_testenv::ApiServer;
-use k8s_testenv::fixtures::{lb_service, meta, set_node_ready};
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use k8s_testenv::fixtures::{lb_service, set_node_ready, speaker_node};
+use kube::api::{Api, DeleteParams};
 
 const VIP: &str = "198.51.100.50";
 const VIP2: &str = "198.51.100.51";
@@ -144,7 +143,6 @@ async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() 
     let server = ApiServer::shared();
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "speakerk8s").await.unwrap();
-    let pp = PostParams::default();
     let api_port: u16 = server
         .url()
         .strip_prefix("https://127.0.0.1:")
@@ -226,52 +224,16 @@ async fn kubernetes_mode_announces_the_service_vip_and_follows_node_readiness() 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let names: Vec<String> = (0..NODES).map(|i| format!("{ns}-n{}", i + 1)).collect();
     for (i, name) in names.iter().enumerate() {
-        nodes
-            .create(
-                &pp,
-                &Node {
-                    metadata: meta(name),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        set_node_ready(&nodes, name, None, true).await;
-        let pod = Pod {
-            metadata: ObjectMeta {
-                name: Some(format!("speaker-{}", i + 1)),
-                labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/name".to_string(),
-                    "fairway-speaker".to_string(),
-                )])),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                node_name: Some(name.clone()),
-                host_network: Some(true),
-                containers: vec![Container {
-                    name: "speaker".into(),
-                    image: Some("fairway/fairway:test".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let mut pod = pods.create(&pp, &pod).await.unwrap();
-        pod.status = Some(PodStatus {
-            phase: Some("Running".into()),
-            pod_ip: Some(format!("198.51.100.{}", 11 + i)),
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        pods.replace_status(&format!("speaker-{}", i + 1), &pp, &pod)
-            .await
-            .unwrap();
+        let ip = format!("198.51.100.{}", 11 + i);
+        speaker_node(
+            &nodes,
+            &pods,
+            name,
+            None,
+            &format!("speaker-{}", i + 1),
+            Some(&ip),
+        )
+        .await;
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     lb_service(&services, "web", DEFAULT_LB_CLASS, false, VIP).await;

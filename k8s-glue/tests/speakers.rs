@@ -10,35 +10,14 @@ use std::time::Duration;
 
 use k8s_glue::routes::SERVICE_NAME_LABEL;
 use k8s_glue::speakers::{SpeakerSettings, SpeakerView, SpeakerWatcher};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodCondition, PodSpec, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use k8s_testenv::ApiServer;
-use k8s_testenv::fixtures::{lb_service, meta, set_node_ready};
+use k8s_testenv::fixtures::{
+    SPEAKER_LABEL, lb_service, meta, set_node_ready, set_pod_ready, speaker_node,
+};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
-
-const SELECTOR: (&str, &str) = ("app.kubernetes.io/name", "fairway-speaker");
-
-fn condition(ready: bool) -> String {
-    if ready { "True" } else { "False" }.to_string()
-}
-
-async fn set_pod_ready(api: &Api<Pod>, name: &str, ip: Option<&str>, ready: bool) {
-    let mut pod = api.get(name).await.unwrap();
-    pod.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: ip.map(str::to_string),
-        conditions: Some(vec![PodCondition {
-            type_: "Ready".into(),
-            status: condition(ready),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    });
-    api.replace_status(name, &PostParams::default(), &pod)
-        .await
-        .unwrap();
-}
 
 fn candidates(view: &SpeakerView, vip: &str) -> Option<Vec<String>> {
     let addr: std::net::IpAddr = vip.parse().unwrap();
@@ -87,42 +66,15 @@ async fn nodes_pods_and_service_status_become_the_speaker_cluster() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let names: Vec<String> = (1..=3).map(|i| format!("{ns}-n{i}")).collect();
     for (i, name) in names.iter().enumerate() {
-        nodes
-            .create(
-                &pp,
-                &Node {
-                    metadata: meta(name),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        set_node_ready(&nodes, name, Some(&format!("198.51.100.{}", 21 + i)), true).await;
-        let pod = Pod {
-            metadata: ObjectMeta {
-                name: Some(format!("speaker-{}", i + 1)),
-                labels: Some(BTreeMap::from([(SELECTOR.0.into(), SELECTOR.1.into())])),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                node_name: Some(name.clone()),
-                host_network: Some(true),
-                containers: vec![Container {
-                    name: "speaker".into(),
-                    image: Some("fairway/fairway:test".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        pods.create(&pp, &pod).await.unwrap();
         let ip = format!("198.51.100.{}", 11 + i);
-        set_pod_ready(
+        // The third speaker has no pod address yet: its node's InternalIP stands in.
+        speaker_node(
+            &nodes,
             &pods,
+            name,
+            Some(&format!("198.51.100.{}", 21 + i)),
             &format!("speaker-{}", i + 1),
             (i < 2).then_some(ip.as_str()),
-            true,
         )
         .await;
     }
@@ -195,7 +147,7 @@ async fn nodes_pods_and_service_status_become_the_speaker_cluster() {
 
     let settings = SpeakerSettings {
         pod_namespace: Some(ns.clone()),
-        pod_selector: format!("{}={}", SELECTOR.0, SELECTOR.1),
+        pod_selector: format!("{}={}", SPEAKER_LABEL.0, SPEAKER_LABEL.1),
         ..Default::default()
     };
     let watcher = SpeakerWatcher::start(client.clone(), settings);

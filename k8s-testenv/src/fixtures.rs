@@ -1,9 +1,12 @@
 //! Objects the tests put into the API server, as the components that normally write them would
 //! (there is no kubelet or controller-manager here).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeCondition, NodeStatus, Service,
-    ServicePort, ServiceSpec, ServiceStatus,
+    Container, LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, NodeCondition,
+    NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
+    ServiceStatus,
 };
 use kube::api::{Api, ObjectMeta, PostParams};
 
@@ -68,4 +71,72 @@ pub async fn lb_service(api: &Api<Service>, name: &str, class: &str, local: bool
     api.replace_status(name, &PostParams::default(), &svc)
         .await
         .unwrap();
+}
+
+/// The label `deploy/60-speaker.yaml` puts on speaker pods (the speakers' default selector).
+pub const SPEAKER_LABEL: (&str, &str) = ("app.kubernetes.io/name", "fairway-speaker");
+
+/// Sets an existing Pod's phase `Running`, `podIP` and `Ready` condition as the kubelet would.
+pub async fn set_pod_ready(api: &Api<Pod>, name: &str, ip: Option<&str>, ready: bool) {
+    let mut pod = api.get(name).await.unwrap();
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: ip.map(str::to_string),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    api.replace_status(name, &PostParams::default(), &pod)
+        .await
+        .unwrap();
+}
+
+/// A ready Node `node` (with `node_ip` as its InternalIP, if given) running a ready
+/// hostNetwork speaker pod `pod` (labelled [`SPEAKER_LABEL`], address `pod_ip`).
+pub async fn speaker_node(
+    nodes: &Api<Node>,
+    pods: &Api<Pod>,
+    node: &str,
+    node_ip: Option<&str>,
+    pod: &str,
+    pod_ip: Option<&str>,
+) {
+    let pp = PostParams::default();
+    nodes
+        .create(
+            &pp,
+            &Node {
+                metadata: meta(node),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    set_node_ready(nodes, node, node_ip, true).await;
+    let speaker = Pod {
+        metadata: ObjectMeta {
+            name: Some(pod.into()),
+            labels: Some(BTreeMap::from([(
+                SPEAKER_LABEL.0.into(),
+                SPEAKER_LABEL.1.into(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.into()),
+            host_network: Some(true),
+            containers: vec![Container {
+                name: "speaker".into(),
+                image: Some("fairway/fairway:test".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    pods.create(&pp, &speaker).await.unwrap();
+    set_pod_ready(pods, pod, pod_ip, true).await;
 }
