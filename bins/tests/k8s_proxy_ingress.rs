@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
 use k8s_testenv::ApiServer;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
@@ -305,43 +305,16 @@ where
 async fn backend(client: &kube::Client, ns: &str) {
     let pp = PostParams::default();
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let svc = Service {
-        metadata: meta("web"),
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    services.create(&pp, &svc).await.unwrap();
-    let slice = EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some("web-1".into()),
-            labels: Some(BTreeMap::from([(
-                k8s_glue::routes::SERVICE_NAME_LABEL.to_string(),
-                "web".to_string(),
-            )])),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: vec![Endpoint {
-            addresses: vec![UPSTREAM_IP.into()],
-            conditions: Some(EndpointConditions {
-                ready: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(UPSTREAM_PORT.into()),
-            ..Default::default()
-        }]),
-    };
+    services
+        .create(&pp, &k8s_testenv::fixtures::http_service("web"))
+        .await
+        .unwrap();
+    let slice = k8s_testenv::fixtures::endpoint_slice(
+        "web-1",
+        "web",
+        &[(UPSTREAM_IP, true)],
+        UPSTREAM_PORT,
+    );
     Api::<EndpointSlice>::namespaced(client.clone(), ns)
         .create(&pp, &slice)
         .await

@@ -130,19 +130,7 @@ async fn run(n: usize, m: usize) {
     let mut latencies = Vec::with_capacity(m);
     for i in 0..m {
         let path = format!("/v{i}");
-        let mut ing = api.get("ing-0").await.expect("get");
-        ing.spec
-            .as_mut()
-            .and_then(|s| s.rules.as_mut())
-            .expect("rules")[0]
-            .http
-            .as_mut()
-            .expect("http")
-            .paths[0]
-            .path = Some(path.clone());
-        api.replace("ing-0", &PostParams::default(), &ing)
-            .await
-            .expect("replace");
+        set_path(&api, "ing-0", &path).await;
         let t = Instant::now();
         let deadline = t + Duration::from_secs(10);
         while watcher
@@ -178,7 +166,7 @@ async fn run(n: usize, m: usize) {
     through_the_proxy(&client, &ns, n, m).await;
 }
 
-/// `ing-{i}`'s first path set to `path`.
+/// Sets Ingress `name`'s first path to `path` (returns once the API server accepted it).
 async fn set_path(api: &Api<Ingress>, name: &str, path: &str) {
     let mut ing = api.get(name).await.expect("get");
     ing.spec

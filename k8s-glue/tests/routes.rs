@@ -3,16 +3,15 @@
 //! backend reaches that upstream; endpoint changes apply without recompiling the table; other classes are ignored;
 //! status is written for our class only; deleting the Ingress removes the route.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use ingress_router::RequestView;
-use k8s_glue::routes::{CONTROLLER_NAME, SERVICE_NAME_LABEL};
+use k8s_glue::routes::CONTROLLER_NAME;
 use k8s_glue::{IngressWatcher, Published, WatchConfig};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
 use k8s_testenv::ApiServer;
 use kube::Client;
@@ -57,34 +56,9 @@ fn ingress(name: &str, class: &str, host: &str, path: &str) -> Ingress {
     .unwrap()
 }
 
+/// A slice of Service `web`.
 fn slice(name: &str, addrs: &[(&str, bool)], port: u16) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(BTreeMap::from([(
-                SERVICE_NAME_LABEL.to_string(),
-                "web".to_string(),
-            )])),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: addrs
-            .iter()
-            .map(|(a, ready)| Endpoint {
-                addresses: vec![a.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(port.into()),
-            ..Default::default()
-        }]),
-    }
+    k8s_testenv::fixtures::endpoint_slice(name, "web", addrs, port)
 }
 
 /// A real HTTP upstream (nginx) inside a network namespace we create, reachable from here over a
@@ -280,19 +254,10 @@ async fn ingress_service_and_slice_become_a_route_to_the_upstream() {
 
     let pp = PostParams::default();
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let svc = Service {
-        metadata: meta("web"),
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    services.create(&pp, &svc).await.unwrap();
+    services
+        .create(&pp, &k8s_testenv::fixtures::http_service("web"))
+        .await
+        .unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
     slices
         .create(&pp, &slice("web-1", &[("198.51.100.250", true)], up.port()))

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{
     NodeStatus, Pod, PodCondition, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
     ServiceStatus,
 };
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Metadata with just a name.
@@ -139,4 +140,57 @@ pub async fn speaker_node(
     };
     pods.create(&pp, &speaker).await.unwrap();
     set_pod_ready(pods, pod, pod_ip, true).await;
+}
+
+/// A ClusterIP Service `name` with one port named `http` (80), as an Ingress backend names it.
+pub fn http_service(name: &str) -> Service {
+    Service {
+        metadata: meta(name),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// An IPv4 EndpointSlice `name` of Service `service` (the `kubernetes.io/service-name` label)
+/// with port `http` = `port` and one endpoint per `(address, ready)`.
+pub fn endpoint_slice(
+    name: &str,
+    service: &str,
+    addrs: &[(&str, bool)],
+    port: u16,
+) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([(
+                "kubernetes.io/service-name".to_string(),
+                service.to_string(),
+            )])),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: addrs
+            .iter()
+            .map(|(a, ready)| Endpoint {
+                addresses: vec![a.to_string()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(*ready),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".into()),
+            port: Some(port.into()),
+            ..Default::default()
+        }]),
+    }
 }
