@@ -53,3 +53,10 @@ pub use external::ExternalRoutes;
 pub use handler::ChallengeResponder;
 pub use metrics::Metrics;
 pub use proxy::{Proxy, ProxyBuilder};
+
+/// Fuzzing hooks over private parsers, for the `fuzz/` targets only (non-default `fuzzing`
+/// feature); not part of the supported API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz_hooks.rs"]
+pub mod __fuzz;
