@@ -17,6 +17,14 @@
 //!
 //! The AST does not remember parentheses or quote styles: [`Rule`]'s `Display` prints a canonical
 //! form that parses back to an equal `Rule`. Priorities use the length of the text as written.
+//!
+//! The parser, the printer, the compiler and the evaluator all recurse over the tree, and rule text
+//! can come from a Kubernetes object, so the tree's depth is bounded when parsing: at most
+//! [`MAX_NESTING`] levels of `(` and `!`, and at most [`MAX_OPERATORS`] `&&`/`||` (a chain of them
+//! is a tree as deep as it is long). Go's growable stacks let Traefik go without such a limit; a
+//! Rust thread's stack is fixed (2 MiB for a tokio worker), and overflowing it aborts the process.
+//! Compiling a rule into a [`Table`](crate::Table) takes a few KiB of stack per level in a debug
+//! build (about 400 levels fit in 2 MiB), hence limits well below that.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -25,6 +33,12 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::error::RouterError;
+
+/// The deepest nesting of `(` and `!` a rule may have.
+pub const MAX_NESTING: usize = 32;
+
+/// The most `&&` and `||` operators a rule may have.
+pub const MAX_OPERATORS: usize = 200;
 
 /// One matcher call, e.g. `` Host(`example.com`) ``.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -75,6 +89,8 @@ impl Rule {
             text,
             chars: text.char_indices().collect(),
             pos: 0,
+            nesting: 0,
+            operators: 0,
         };
         let rule = p.parse_or()?;
         p.skip_ws();
@@ -108,6 +124,10 @@ struct Parser<'t> {
     text: &'t str,
     chars: Vec<(usize, char)>,
     pos: usize,
+    /// Current depth of `(` and `!` (the parser's own recursion).
+    nesting: usize,
+    /// `&&` and `||` seen so far.
+    operators: usize,
 }
 
 impl Parser<'_> {
@@ -137,11 +157,34 @@ impl Parser<'_> {
         }
     }
 
+    /// Counts one `&&` or `||` at the current position.
+    fn operator(&mut self) -> Result<(), RouterError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(self.error_here(format!(
+                "more than {MAX_OPERATORS} `&&`/`||` operators in one rule"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Enters one level of `(` or `!`.
+    fn nest(&mut self) -> Result<(), RouterError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(self.error_here(format!(
+                "`(` and `!` nested more than {MAX_NESTING} levels deep"
+            )));
+        }
+        Ok(())
+    }
+
     fn parse_or(&mut self) -> Result<Rule, RouterError> {
         let mut left = self.parse_and()?;
         loop {
             self.skip_ws();
             if self.peek() == Some('|') && self.peek2() == Some('|') {
+                self.operator()?;
                 self.pos += 2;
                 let right = self.parse_and()?;
                 left = Rule::Or(Box::new(left), Box::new(right));
@@ -158,6 +201,7 @@ impl Parser<'_> {
         loop {
             self.skip_ws();
             if self.peek() == Some('&') && self.peek2() == Some('&') {
+                self.operator()?;
                 self.pos += 2;
                 let right = self.parse_unary()?;
                 left = Rule::And(Box::new(left), Box::new(right));
@@ -173,10 +217,14 @@ impl Parser<'_> {
         self.skip_ws();
         match self.peek() {
             Some('!') => {
+                self.nest()?;
                 self.pos += 1;
-                Ok(Rule::Not(Box::new(self.parse_unary()?)))
+                let inner = self.parse_unary()?;
+                self.nesting -= 1;
+                Ok(Rule::Not(Box::new(inner)))
             }
             Some('(') => {
+                self.nest()?;
                 self.pos += 1;
                 let inner = self.parse_or()?;
                 self.skip_ws();
@@ -184,6 +232,7 @@ impl Parser<'_> {
                     return Err(self.error_here("expected `)`"));
                 }
                 self.pos += 1;
+                self.nesting -= 1;
                 Ok(inner)
             }
             Some(c) if c.is_ascii_alphabetic() => self.parse_matcher(),
@@ -550,6 +599,61 @@ mod tests {
         assert!(Rule::parse("(Host(`a`)").is_err());
         assert!(Rule::parse("").is_err());
         assert!(Rule::parse("ClientIP(`10.0.0.0/33`)").is_err());
+    }
+
+    /// Found by the `router_rule` fuzz target: deep `(`/`!` nesting or long `&&`/`||` chains
+    /// overflowed the stack (in the parser, `Display`, the compiler or drop) and aborted the
+    /// process. They are refused now, with the column where the limit was crossed.
+    #[test]
+    fn deep_rules_are_refused_not_a_stack_overflow() {
+        let host = "Host(`a`)";
+        let parens = format!("{}{host}{}", "(".repeat(100_000), ")".repeat(100_000));
+        let nots = format!("{}{host}", "!".repeat(100_000));
+        let chain = vec![host; 100_000].join(" && ");
+        for text in [&parens, &nots, &chain] {
+            let e = Rule::parse(text).unwrap_err();
+            assert!(e.to_string().contains("more than"), "{e}");
+        }
+        let e = Rule::parse(&format!("{}{host}", "!".repeat(MAX_NESTING + 1))).unwrap_err();
+        assert_eq!(e.column(), Some(MAX_NESTING + 1));
+        let e = Rule::parse(&vec![host; MAX_OPERATORS + 2].join("||")).unwrap_err();
+        assert_eq!(e.column(), Some((MAX_OPERATORS + 1) * (host.len() + 2) - 1));
+    }
+
+    /// A rule at both limits parses, prints, re-parses, compiles and routes on a thread with a
+    /// tokio worker's 2 MiB stack, in a debug build.
+    #[test]
+    fn rules_at_the_limits_work_on_a_small_stack() {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let hosts: Vec<String> = (0..=MAX_OPERATORS)
+                    .map(|i| format!("Host(`h{i}.example.com`)"))
+                    .collect();
+                let pairs = MAX_NESTING / 2;
+                let text = format!(
+                    "{}{}{}",
+                    "!(".repeat(pairs),
+                    hosts.join(" || "),
+                    ")".repeat(pairs)
+                );
+                let rule = Rule::parse(&text).unwrap();
+                let printed = rule.to_string();
+                assert_eq!(Rule::parse(&printed).unwrap(), rule);
+                let mut b = crate::TableBuilder::new();
+                b.rule("limits", &text, None, ()).unwrap();
+                let table = b.build().unwrap();
+                let hit = crate::RequestView::new("h150.example.com", "/");
+                assert!(
+                    table.route(&hit).is_some(),
+                    "an even number of `!` keeps the match"
+                );
+                let miss = crate::RequestView::new("other.example.com", "/");
+                assert!(table.route(&miss).is_none());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]
