@@ -1,7 +1,7 @@
 //! `fairway-proxy` with the Kubernetes provider against a real kube-apiserver: an Ingress, its
 //! Service and an EndpointSlice pointing at a real upstream (nginx in a network namespace; the
 //! API server refuses loopback slice addresses) become a route the proxy serves (in each of two
-//! watched namespaces); rotating the Ingress's TLS Secret changes the certificate served for its
+//! watched namespaces); changing the EndpointSlice moves the traffic; rotating the Ingress's TLS Secret changes the certificate served for its
 //! host; a TLS Secret no Ingress names is not served until an Ingress names it; deleting the
 //! Ingress makes the host 404. (The deployed config's `--check`: `deployed_config.rs`.)
 
@@ -28,6 +28,8 @@ const HOST: &str = "a.example.com";
 const HOST_IP: &str = "198.51.100.245";
 const UPSTREAM_IP: &str = "198.51.100.246";
 const UPSTREAM_PORT: u16 = 8080;
+/// A second server of the same upstream, for an endpoint change.
+const SECOND_PORT: u16 = 8081;
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -99,7 +101,8 @@ impl NetnsUpstream {
                  events {{}}\n\
                  http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
                    fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-                   server {{ listen {UPSTREAM_IP}:{UPSTREAM_PORT}; location / {{ return 200 \"upstream $request_uri\"; }} }} }}\n"
+                   server {{ listen {UPSTREAM_IP}:{UPSTREAM_PORT}; location / {{ return 200 \"upstream $request_uri\"; }} }}\n\
+                   server {{ listen {UPSTREAM_IP}:{SECOND_PORT}; location / {{ return 200 \"second $request_uri\"; }} }} }}\n"
             ),
         )
         .unwrap();
@@ -386,6 +389,20 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
         .await
         .unwrap();
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+
+    // An EndpointSlice change (the endpoint moves to the second server) reaches the proxy as
+    // an endpoint-only update, swapped into the running service.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let mut slice = slices.get("web-1").await.unwrap();
+    slice.ports = k8s_testenv::fixtures::endpoint_slice("web-1", "web", &[], SECOND_PORT).ports;
+    slices.replace("web-1", &pp, &slice).await.unwrap();
+    eventually("the moved endpoint", &log, || async move {
+        tokio::task::spawn_blocking(move || http_get(web, HOST, "/app/x"))
+            .await
+            .unwrap()
+            .contains("second /app/x")
+    })
+    .await;
 
     // The certificate comes from the Secret; rotating the Secret changes it.
     let tls = proxy.websecure;

@@ -21,8 +21,8 @@ use crate::server::Shared;
 use crate::upstream::service::ServiceKind;
 
 #[derive(Serialize)]
-struct EndpointDoc<'a> {
-    url: &'a str,
+struct EndpointDoc {
+    url: String,
     available: bool,
     ejected: bool,
     active_down: bool,
@@ -33,7 +33,7 @@ struct EndpointDoc<'a> {
 struct ServiceDoc<'a> {
     name: &'a str,
     kind: &'static str,
-    endpoints: Vec<EndpointDoc<'a>>,
+    endpoints: Vec<EndpointDoc>,
 }
 
 #[derive(Serialize)]
@@ -100,10 +100,12 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
                         name,
                         kind: "upstream",
                         endpoints: u
+                            .set
+                            .load()
                             .endpoints
                             .iter()
                             .map(|ep| EndpointDoc {
-                                url: ep.url(),
+                                url: ep.url().to_owned(),
                                 available: ep.is_available(now),
                                 ejected: ep.passive().is_ejected(now),
                                 active_down: ep.is_active_down(),
@@ -114,7 +116,7 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
                 })
                 .collect();
             let doc = RoutesResponse {
-                routers: &rt.routes_doc.routers,
+                routers: &rt.router_docs(),
                 services,
             };
             match serde_json::to_vec_pretty(&doc) {

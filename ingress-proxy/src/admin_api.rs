@@ -270,8 +270,7 @@ fn route_totals(shared: &Shared, router: &str, service: &str) -> (u64, u64) {
 fn routes_doc(shared: &Shared, rt: &Runtime) -> Value {
     let facts = shared.dashboard.facts.load();
     let routers: Vec<Value> = rt
-        .routes_doc
-        .routers
+        .router_docs()
         .iter()
         .map(|r| {
             let fact = facts.routers.get(&r.name);
@@ -314,7 +313,8 @@ fn services_doc(rt: &Runtime, now_ms: u64) -> Value {
                 "endpoints": [],
             }),
             ServiceKind::Upstream(u) => {
-                let endpoints: Vec<Value> = u
+                let set = u.set.load();
+                let endpoints: Vec<Value> = set
                     .endpoints
                     .iter()
                     .map(|ep| {
@@ -339,7 +339,7 @@ fn services_doc(rt: &Runtime, now_ms: u64) -> Value {
                 json!({
                     "name": name,
                     "kind": "upstream",
-                    "load_balancer": policy_name(u.balancer.policy()),
+                    "load_balancer": policy_name(set.balancer.policy()),
                     "endpoints": endpoints,
                 })
             }
@@ -564,7 +564,8 @@ fn problem(severity: &str, kind: &str, subject: String, message: String) -> Valu
 /// (the name that sorts first, the router's tie-break) can ever serve.
 fn rule_collisions(rt: &Runtime) -> Vec<Value> {
     let mut groups: BTreeMap<(&str, &str, i64), Vec<&str>> = BTreeMap::new();
-    for r in &rt.routes_doc.routers {
+    let docs = rt.router_docs();
+    for r in &docs {
         for ep in &r.entrypoints {
             groups
                 .entry((ep.as_str(), r.rule.as_str(), r.priority))
@@ -643,7 +644,7 @@ fn problems_doc(shared: &Shared, rt: &Runtime, now: SystemTime) -> Value {
     let now_ms = now_ms();
     for (name, svc) in &rt.services {
         if let ServiceKind::Upstream(u) = &svc.kind {
-            for ep in u.endpoints.iter() {
+            for ep in u.set.load().endpoints.iter() {
                 if ep.passive().is_ejected(now_ms) {
                     problems.push(problem(
                         "warning",

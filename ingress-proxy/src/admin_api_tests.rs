@@ -88,6 +88,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         &ClientCache::default(),
         &metrics,
         None,
+        &Default::default(),
     )
     .unwrap();
     let dashboard = DashboardState::with_token(&config, &names, token.map(Into::into));
@@ -180,7 +181,7 @@ async fn services_show_policy_health_and_inflight() {
             panic!("upstream")
         };
         // Eject the second endpoint (one failure with max_failures = 1), far into the future.
-        u.endpoints[1]
+        u.set.load().endpoints[1]
             .passive()
             .record_failure(1, 3_600_000, now_ms());
     }

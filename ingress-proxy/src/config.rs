@@ -113,7 +113,7 @@ pub enum LoadBalancing {
 }
 
 /// One upstream service: a load-balanced set of endpoints, or a fixed response.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Endpoint selection policy.
@@ -145,12 +145,39 @@ pub struct ServiceConfig {
     pub pass_host_header: bool,
 }
 
+impl ServiceConfig {
+    /// Whether `self` and `other` differ at most in their endpoint lists: then a running
+    /// service can take the new list in place (see `EndpointSet`).
+    pub(crate) fn same_but_endpoints(&self, other: &ServiceConfig) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let ServiceConfig {
+            load_balancer,
+            endpoints: _,
+            respond,
+            h2c,
+            timeouts,
+            passive_health,
+            health_check,
+            retry,
+            pass_host_header,
+        } = self;
+        *load_balancer == other.load_balancer
+            && *respond == other.respond
+            && *h2c == other.h2c
+            && *timeouts == other.timeouts
+            && *passive_health == other.passive_health
+            && *health_check == other.health_check
+            && *retry == other.retry
+            && *pass_host_header == other.pass_host_header
+    }
+}
+
 fn yes() -> bool {
     true
 }
 
 /// One upstream endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// `http://host:port` (an IP address; no path).
@@ -165,7 +192,7 @@ fn one() -> u32 {
 }
 
 /// A fixed response served by the proxy itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticResponse {
     /// Status code.
@@ -188,7 +215,7 @@ fn text_plain() -> String {
 }
 
 /// Upstream timeouts.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTimeouts {
     /// TCP connect timeout.
@@ -223,7 +250,7 @@ impl Default for UpstreamTimeouts {
 }
 
 /// Passive health: how many consecutive connect errors eject an endpoint, and for how long.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealth {
     /// Consecutive connect errors before ejection; 0 disables passive ejection.
@@ -251,7 +278,7 @@ impl Default for PassiveHealth {
 }
 
 /// Active health checks: `GET path` on every endpoint each interval; a 2xx/3xx is healthy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// Request path.

@@ -4,12 +4,15 @@
 //! Why a separate input rather than more `[routers]`: Ingress paths have Kubernetes semantics
 //! (`Exact`/`Prefix` by path element, host wildcards of one label, the Ingress precedence
 //! rules) that Traefik rules do not express exactly; `ingress_router::Table` compiles both kinds
-//! side by side. The provider hands a whole new set to [`crate::Proxy::set_external_routes`],
-//! which compiles a new snapshot off the request path and swaps it in like a file reload: the
-//! request path keeps reading one `arc-swap` snapshot, with no lock.
+//! side by side. The provider hands a whole new set to [`crate::Proxy::set_external_routes`].
+//! When only endpoint lists changed, the proxy swaps each changed service's list in place (the
+//! services hold it behind an `arc-swap`); otherwise it compiles a new snapshot off the request
+//! path and swaps it in like a file reload. Either way the request path reads snapshots, with no
+//! lock.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use ingress_router::IngressRoute;
 
@@ -19,8 +22,10 @@ use crate::config::{EndpointConfig, ServiceConfig};
 #[derive(Debug, Clone, Default)]
 pub struct ExternalRoutes {
     /// Ingress-derived routes; each backend names a key of [`ExternalRoutes::services`].
-    /// They are attached to every entrypoint.
-    pub routes: Vec<IngressRoute<String>>,
+    /// They are attached to every entrypoint. Shared: a provider whose routes did not change
+    /// (an EndpointSlice update) sends the same `Arc` again, and the proxy, seeing the same
+    /// pointer, goes straight to swapping endpoint lists without comparing the routes.
+    pub routes: Arc<[IngressRoute<String>]>,
     /// The services the routes lead to. Names must not collide with `[services]` of the file.
     pub services: BTreeMap<String, ServiceConfig>,
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::external::ExternalRoutes;
 use crate::handler::ChallengeResponder;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -87,7 +88,15 @@ impl ProxyBuilder {
             .map(|l| l.local_addr().map_or(0, |a| a.port()))
             .collect();
         let clients = ClientCache::default();
-        let runtime = Runtime::build(&config, &names, &ports, &clients, &metrics, None)?;
+        let runtime = Runtime::build(
+            &config,
+            &names,
+            &ports,
+            &clients,
+            &metrics,
+            None,
+            &ExternalRoutes::default(),
+        )?;
         let dashboard = crate::admin_api::DashboardState::new(&config, &names)?;
         let (drain, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -158,7 +167,10 @@ impl ProxyBuilder {
             tasks,
             semaphores,
             max_connections: config.limits.max_connections,
-            config: Mutex::new(config),
+            control: Mutex::new(Control {
+                config,
+                external: Arc::default(),
+            }),
         })
     }
 }
@@ -185,7 +197,16 @@ pub struct Proxy {
     tasks: Vec<JoinHandle<()>>,
     semaphores: Vec<Arc<Semaphore>>,
     max_connections: usize,
-    config: Mutex<ProxyConfig>,
+    /// What the running snapshot was built from. The lock serialises reloads and route
+    /// updates (control plane only; requests never take it).
+    control: Mutex<Control>,
+}
+
+/// The inputs of the running snapshot.
+#[derive(Debug)]
+struct Control {
+    config: ProxyConfig,
+    external: Arc<ExternalRoutes>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -274,30 +295,34 @@ impl Proxy {
             .record_rejected(error.to_string(), std::time::SystemTime::now());
     }
 
-    /// Replaces the routes of an external provider (Kubernetes Ingresses) and compiles them with
-    /// the running configuration into a new snapshot, swapped in atomically; on error the
-    /// running snapshot keeps serving. Later file reloads keep the last set given here.
-    pub fn set_external_routes(
-        &self,
-        routes: Arc<crate::ExternalRoutes>,
-    ) -> Result<(), ProxyError> {
-        let current = self.config.lock().unwrap_or_else(|e| e.into_inner());
+    /// Replaces the routes of an external provider (Kubernetes Ingresses). When only services'
+    /// endpoint lists changed (an EndpointSlice update), the new lists are swapped into the
+    /// running services in place, with no rebuild; otherwise the routes are compiled with the
+    /// running configuration into a new snapshot (unchanged services carried over), swapped in
+    /// atomically. On error the running snapshot keeps serving unchanged. Later file reloads
+    /// keep the last set given here.
+    pub fn set_external_routes(&self, routes: Arc<ExternalRoutes>) -> Result<(), ProxyError> {
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let prev = self.shared.runtime.load_full();
-        let runtime = Runtime::build_with(
-            &current,
-            &self.names,
-            &self.ports,
-            &self.clients,
-            &self.shared.metrics,
-            Some(&prev),
-            routes,
-        )?;
-        self.shared.runtime.store(Arc::new(runtime));
+        if !prev.swap_endpoints(&control.external, &routes)? {
+            let runtime = Runtime::build(
+                &control.config,
+                &self.names,
+                &self.ports,
+                &self.clients,
+                &self.shared.metrics,
+                Some(&prev),
+                &routes,
+            )?;
+            self.shared.runtime.store(Arc::new(runtime));
+        }
+        control.external = routes;
         Ok(())
     }
 
     fn try_reload(&self, config: ProxyConfig) -> Result<(), ProxyError> {
-        let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let current = &control.config;
         config.validate()?;
         let names: Vec<&String> = config.entrypoints.keys().collect();
         if names
@@ -339,9 +364,10 @@ impl Proxy {
             &self.clients,
             &self.shared.metrics,
             Some(&prev),
+            &control.external,
         )?;
         self.shared.runtime.store(Arc::new(runtime));
-        *current = config;
+        control.config = config;
         Ok(())
     }
 

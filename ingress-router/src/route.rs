@@ -90,7 +90,7 @@ impl fmt::Display for PathType {
 }
 
 /// Which Ingress object a route came from; its age orders colliding routes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IngressOrigin {
     /// `metadata.namespace` (`default` when absent).
     pub namespace: String,
@@ -101,7 +101,7 @@ pub struct IngressOrigin {
 }
 
 /// What part of an Ingress a route is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IngressMatch {
     /// `spec.rules[rule_index].http.paths[path_index]`.
     Path {
@@ -121,7 +121,7 @@ pub enum IngressMatch {
 }
 
 /// A route derived from a Kubernetes Ingress.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IngressRoute<B> {
     /// The Ingress it came from.
     pub origin: IngressOrigin,

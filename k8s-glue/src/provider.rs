@@ -3,9 +3,10 @@
 //! certificate snapshot for the proxy's TLS context.
 //!
 //! The proxy compiles its own table (its backends carry metrics, balancers and connection pools),
-//! so the provider hands it the watcher's routes with each backend turned into a named service
-//! over the backend's current endpoints; endpoint changes re-send the set. The request path never
-//! sees this: the proxy swaps in a finished snapshot.
+//! so the watchers compile none, and the provider hands the proxy their routes with each backend
+//! turned into a named service over the backend's current endpoints. An endpoint change re-sends
+//! the set with the same route list (the same `Arc`), which the proxy applies by swapping the
+//! changed services' endpoint lists, without a rebuild. The request path never sees this.
 //!
 //! Certificates: one serving [`SecretStore`] per namespace that holds a Secret named in an
 //! Ingress's `spec.tls` (started when the first such Ingress appears, stopped when the last
@@ -15,17 +16,18 @@
 //! stores' snapshots are merged into one [`acme_store::Snapshot`] whose resolvers are named
 //! `<namespace>/<resolver>`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use acme_store::{AcmeDocument, CertStore, Snapshot};
 use ingress_proxy::ExternalRoutes;
+use ingress_proxy::config::ServiceConfig;
 use kube::Client;
 use tokio::sync::{mpsc, watch};
 
 use crate::routes::KubeRoute;
 use crate::task::OwnedTask;
-use crate::{IngressWatcher, Published, SecretStore, SecretStoreConfig, WatchConfig};
+use crate::{Backend, IngressWatcher, Published, SecretStore, SecretStoreConfig, WatchConfig};
 
 /// Prefix of the proxy service names of Kubernetes backends (`k8s/<ns>/<service>:<port>`),
 /// which keeps them apart from `[services]` of the file.
@@ -51,6 +53,11 @@ impl KubernetesProvider {
     /// Like [`KubernetesProvider::start`], watching each of `namespaces` (one watcher each,
     /// routes compiled together); empty: `config.namespace` alone.
     pub fn start_namespaces(client: Client, config: WatchConfig, namespaces: &[String]) -> Self {
+        // The proxy compiles the routes into its own table.
+        let config = WatchConfig {
+            compile_table: false,
+            ..config
+        };
         let watchers: Vec<IngressWatcher> = if namespaces.is_empty() {
             vec![IngressWatcher::start(client.clone(), config)]
         } else {
@@ -99,7 +106,8 @@ impl KubernetesProvider {
     }
 
     /// The watchers' publications, combined (generations and counts summed; the table
-    /// generation stays 0 until every watcher has synced; warnings and Secrets joined).
+    /// generation stays 0 until every watcher has synced; Secrets joined). No warnings: the
+    /// watchers compile no table here — the proxy's own table reports them (admin API problems).
     pub fn published(&self) -> watch::Receiver<Published> {
         self.published.clone()
     }
@@ -108,16 +116,38 @@ impl KubernetesProvider {
 /// The proxy's view of `routes`: each distinct backend becomes service
 /// `k8s/<ns>/<service>:<port>` over its current endpoints.
 pub fn external_routes(routes: &[KubeRoute]) -> ExternalRoutes {
-    let mut out = ExternalRoutes {
-        routes: Vec::with_capacity(routes.len()),
-        services: BTreeMap::new(),
-    };
+    ExternalRoutes {
+        routes: routes
+            .iter()
+            .map(|r| r.clone().map_backend(|b| service_name(&b)))
+            .collect(),
+        services: services(routes),
+    }
+}
+
+/// `previous` with its services over the current endpoints of `routes` — for an endpoint-only
+/// change: the route list is shared, not rebuilt, so the proxy only swaps endpoint lists.
+/// `routes` must be the routes `previous` was made from.
+pub fn with_current_endpoints(previous: &ExternalRoutes, routes: &[KubeRoute]) -> ExternalRoutes {
+    ExternalRoutes {
+        routes: Arc::clone(&previous.routes),
+        services: services(routes),
+    }
+}
+
+fn service_name(backend: &Backend) -> String {
+    format!("{SERVICE_PREFIX}{}", backend.key())
+}
+
+/// One service per distinct backend (routes share an `Arc<Backend>` per Service port).
+fn services(routes: &[KubeRoute]) -> BTreeMap<String, ServiceConfig> {
+    let mut seen = HashSet::new();
+    let mut out = BTreeMap::new();
     for r in routes {
-        let name = format!("{SERVICE_PREFIX}{}", r.backend.key());
-        out.services
-            .entry(name.clone())
-            .or_insert_with(|| ExternalRoutes::service_for(&r.backend.endpoints()));
-        out.routes.push(r.clone().map_backend(|_| name));
+        if seen.insert(Arc::as_ptr(&r.backend)) {
+            out.entry(service_name(&r.backend))
+                .or_insert_with(|| ExternalRoutes::service_for(&r.backend.endpoints()));
+        }
     }
     out
 }
@@ -166,12 +196,25 @@ async fn feed_routes(
     routes: Arc<arc_swap::ArcSwap<Vec<KubeRoute>>>,
     tx: watch::Sender<Arc<ExternalRoutes>>,
 ) {
+    // The table generation of the last set sent: while it holds, only endpoints changed.
+    let mut sent_table = 0;
     while published.changed().await.is_ok() {
-        if published.borrow_and_update().table_generation == 0 {
+        let table = published.borrow_and_update().table_generation;
+        if table == 0 {
             continue;
         }
         let current = routes.load_full();
-        if tx.send(Arc::new(external_routes(&current))).is_err() {
+        let previous = tx.borrow().clone();
+        let next = match (table == sent_table).then(|| with_current_endpoints(&previous, &current))
+        {
+            // A newer table may already be in the slot (its publication is on its way, and
+            // will send the full set): only an unchanged service list is safe to pair with
+            // the routes sent before.
+            Some(next) if next.services.keys().eq(previous.services.keys()) => next,
+            _ => external_routes(&current),
+        };
+        sent_table = table;
+        if tx.send(Arc::new(next)).is_err() {
             break;
         }
     }
@@ -326,6 +369,32 @@ mod tests {
         // The matcher and origin are carried over unchanged.
         assert_eq!(ext.routes[1].matcher, routes[1].matcher);
         assert_eq!(ext.routes[1].origin, routes[1].origin);
+    }
+
+    #[test]
+    fn an_endpoint_change_shares_the_route_list() {
+        let web = Arc::new(Backend::new(
+            ServiceBackend {
+                namespace: "ns".into(),
+                service: "web".into(),
+                port: ServicePort::Number(80),
+            },
+            vec!["198.51.100.2:8080".parse().unwrap()],
+        ));
+        let routes = vec![
+            route("ns", "web", "/", &web),
+            route("ns", "web", "/a", &web),
+        ];
+        let first = external_routes(&routes);
+        web.set_endpoints(vec!["198.51.100.3:8080".parse().unwrap()]);
+        let next = with_current_endpoints(&first, &routes);
+        assert!(Arc::ptr_eq(&first.routes, &next.routes));
+        let urls: Vec<_> = next.services["k8s/ns/web:80"]
+            .endpoints
+            .iter()
+            .map(|e| e.url.as_str())
+            .collect();
+        assert_eq!(urls, ["http://198.51.100.3:8080"]);
     }
 
     #[test]

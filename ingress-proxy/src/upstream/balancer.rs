@@ -38,6 +38,11 @@ impl Balancer {
         }
     }
 
+    /// The weight of each endpoint, by index (all ≥ 1).
+    pub fn weights(&self) -> &[u32] {
+        &self.weights
+    }
+
     /// The policy.
     pub fn policy(&self) -> LoadBalancing {
         self.policy

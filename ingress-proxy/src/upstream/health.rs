@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::endpoint::Endpoint;
+use super::service::EndpointSet;
 use crate::body::ProxyBody;
 
 /// Consecutive connect failures and the ejection deadline of one endpoint.
@@ -58,11 +59,11 @@ impl PassiveState {
     }
 }
 
-/// Runs active checks for `endpoints` until the task is aborted: `GET path` each `interval`; a
-/// 2xx or 3xx within `timeout` marks the endpoint up, anything else down.
+/// Runs active checks for the service's current endpoints until the task is aborted: `GET path`
+/// each `interval`; a 2xx or 3xx within `timeout` marks the endpoint up, anything else down.
 pub(crate) async fn run_active_checks(
     client: Client<HttpConnector, ProxyBody>,
-    endpoints: Vec<Arc<Endpoint>>,
+    endpoints: Arc<ArcSwap<EndpointSet>>,
     path: String,
     interval: Duration,
     timeout: Duration,
@@ -71,7 +72,9 @@ pub(crate) async fn run_active_checks(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        for ep in &endpoints {
+        // The list may change between rounds (an EndpointSlice update swaps it in place).
+        let set = endpoints.load_full();
+        for ep in set.endpoints.iter() {
             let uri = Uri::builder()
                 .scheme(ep.scheme().clone())
                 .authority(ep.authority().clone())

@@ -4,6 +4,7 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::uri::{Parts as UriParts, PathAndQuery};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -11,12 +12,13 @@ use hyper::upgrade::OnUpgrade;
 
 use super::balancer::Balancer;
 use super::client::UpstreamClient;
-use super::endpoint::Endpoint;
-use super::h1conn::into_response;
+use super::endpoint::{Endpoint, InflightGuard};
+use super::h1codec::ResponseHead;
+use super::h1conn::{InlineConn, into_response};
 use super::h1pool::{ResponseGuard, SendError};
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
-use crate::config::{PassiveHealth, UpstreamTimeouts};
+use crate::config::{EndpointConfig, PassiveHealth, ServiceConfig, UpstreamTimeouts};
 use crate::metrics::ServiceMetrics;
 
 /// What a service does with a request.
@@ -41,13 +43,46 @@ pub(crate) struct StaticService {
 pub(crate) struct Service {
     pub(crate) name: Arc<str>,
     pub(crate) kind: ServiceKind,
+    /// What it was built from, its endpoint list left out (that lives in the swappable
+    /// [`EndpointSet`]): the next build reuses the service when this and the endpoints match.
+    pub(crate) shape: ServiceConfig,
+}
+
+/// The endpoints of a service and the balancer compiled over them.
+///
+/// Swapped whole (`arc-swap`) when only the endpoint list changes — a Kubernetes EndpointSlice
+/// update, the most frequent change a cluster makes — so neither the route table nor the service
+/// is rebuilt, and a request sees one consistent list and balancer.
+#[derive(Debug)]
+pub(crate) struct EndpointSet {
+    pub(crate) endpoints: Box<[Arc<Endpoint>]>,
+    pub(crate) balancer: Balancer,
+}
+
+impl EndpointSet {
+    /// Endpoint `url` of this set, to carry its state (health, in-flight count, idle
+    /// connections) into the next set.
+    pub(crate) fn find(&self, url: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints.iter().find(|e| e.url() == url)
+    }
+
+    /// Whether this set is exactly `configs` (same URLs and weights, in order).
+    pub(crate) fn matches(&self, configs: &[EndpointConfig]) -> bool {
+        self.endpoints.len() == configs.len()
+            && self
+                .endpoints
+                .iter()
+                .zip(self.balancer.weights())
+                .zip(configs)
+                .all(|((ep, w), c)| ep.url() == c.url && *w == c.weight.max(1))
+    }
 }
 
 /// Endpoints and how to reach them.
 #[derive(Debug)]
 pub(crate) struct UpstreamService {
-    pub(crate) endpoints: Box<[Arc<Endpoint>]>,
-    pub(crate) balancer: Balancer,
+    /// Shared with the active health-check task, which checks whatever the set is now.
+    pub(crate) set: Arc<ArcSwap<EndpointSet>>,
     pub(crate) client: UpstreamClient,
     pub(crate) timeouts: UpstreamTimeouts,
     pub(crate) passive: PassiveHealth,
@@ -123,27 +158,40 @@ impl Forwarded {
     }
 }
 
+/// What came back from one attempt, before it is tied to the endpoint's in-flight guard.
+enum Sent {
+    /// A response head read by this task on an inline connection.
+    Inline(ResponseHead, InlineConn),
+    /// A response from hyper's client; with our HTTP/1.1 pool, the connection to give back
+    /// once the body has been read.
+    Hyper(
+        Response<Incoming>,
+        Option<hyper::client::conn::http1::SendRequest<ProxyBody>>,
+    ),
+}
+
 impl UpstreamService {
-    fn pick(&self, exclude: Option<usize>) -> Option<usize> {
+    /// Picks an endpoint of the current set (never `exclude`) and counts the request on it.
+    fn pick(&self, exclude: Option<&Endpoint>) -> Option<InflightGuard> {
+        let set = self.set.load();
         let now = now_ms();
         let random = if matches!(
-            self.balancer_policy(),
+            set.balancer.policy(),
             crate::config::LoadBalancing::LeastRequests
         ) {
             rand::random::<u64>()
         } else {
             0
         };
-        self.balancer.pick(
+        let exclude =
+            exclude.and_then(|x| set.endpoints.iter().position(|e| std::ptr::eq(&**e, x)));
+        let i = set.balancer.pick(
             random,
             exclude,
-            |i| self.endpoints[i].is_available(now),
-            |i| self.endpoints[i].inflight(),
-        )
-    }
-
-    fn balancer_policy(&self) -> crate::config::LoadBalancing {
-        self.balancer.policy()
+            |i| set.endpoints[i].is_available(now),
+            |i| set.endpoints[i].inflight(),
+        )?;
+        Some(set.endpoints[i].start_request())
     }
 
     fn upstream_uri(ep: &Endpoint, pq: Option<PathAndQuery>) -> Uri {
@@ -161,92 +209,65 @@ impl UpstreamService {
         &self,
         mut req: Request<ProxyBody>,
     ) -> Result<Forwarded, UpstreamFailure> {
-        let Some(mut idx) = self.pick(None) else {
+        let Some(mut inflight) = self.pick(None) else {
             return Err(UpstreamFailure::Unreachable);
         };
         *req.version_mut() = self.version;
-        let can_retry = self.retry
-            && self.endpoints.len() > 1
-            && is_idempotent(req.method())
-            && http_body::Body::is_end_stream(req.body());
-        // Keep what is needed to rebuild the request only when a retry is possible.
+        let bodiless = http_body::Body::is_end_stream(req.body());
+        // No body, no upgrade: driven inline by this task (see `h1conn`), which only borrows
+        // the request, so a retry resends the same one.
+        let inline = self.version == Version::HTTP_11
+            && bodiless
+            && !req.headers().contains_key(http::header::UPGRADE);
+        let can_retry = self.retry && bodiless && is_idempotent(req.method());
+        // hyper's client consumes the request: keep what rebuilds it, only if a retry may come.
         let retry_parts: Option<(Method, HeaderMap)> =
-            can_retry.then(|| (req.method().clone(), req.headers().clone()));
+            (can_retry && !inline).then(|| (req.method().clone(), req.headers().clone()));
         let pq = req.uri().path_and_query().cloned();
         let mut attempt = req;
         let mut tried_retry = false;
         loop {
-            let ep = &self.endpoints[idx];
+            let ep = inflight.endpoint();
             if !self.pass_host
                 && let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str())
             {
                 attempt.headers_mut().insert(http::header::HOST, v);
             }
-            let guard = ep.start_request();
-            let inline = self.version == Version::HTTP_11
-                && http_body::Body::is_end_stream(attempt.body())
-                && !attempt.headers().contains_key(http::header::UPGRADE);
-            let result = if inline {
-                // No body, no upgrade: driven inline by this task (see `h1conn`).
-                let target = pq.as_ref().map_or("/", |p| p.as_str());
-                let send = ep.h1_pool().send_inline(
-                    ep.authority(),
-                    self.timeouts.connect,
-                    attempt.method(),
-                    target,
-                    attempt.headers(),
-                );
-                match tokio::time::timeout(self.timeouts.response, send).await {
-                    Ok(Ok((head, conn))) => Ok(Ok(Forwarded {
-                        response: into_response(head, conn, guard, self.timeouts.idle),
-                        upgrade: None,
-                    })),
-                    Ok(Err(e)) => Ok(Err(e)),
-                    Err(e) => Err(e),
-                }
-            } else if self.version == Version::HTTP_11 {
-                // Our own pool: origin-form target, the connection held by the response body.
-                *attempt.uri_mut() = pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
-                let send = ep
-                    .h1_pool()
-                    .send(ep.authority(), self.timeouts.connect, attempt);
-                match tokio::time::timeout(self.timeouts.response, send).await {
-                    Ok(Ok((response, tx))) => {
-                        let idle = self.timeouts.idle;
-                        let conn = if http_body::Body::is_end_stream(response.body())
-                            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
-                        {
-                            // Nothing left to read (HEAD, 204, 304, empty): reusable now.
-                            ep.h1_pool().put(tx, idle);
-                            None
-                        } else {
-                            Some((tx, idle))
-                        };
-                        Ok(Ok(Forwarded::from_hyper(
-                            response,
-                            ResponseGuard::new(guard, conn),
-                        )))
-                    }
-                    Ok(Err(e)) => Ok(Err(e)),
-                    Err(e) => Err(e),
-                }
-            } else {
-                *attempt.uri_mut() = Self::upstream_uri(ep, pq.clone());
-                match tokio::time::timeout(self.timeouts.response, self.client.request(attempt))
-                    .await
-                {
-                    Ok(Ok(response)) => Ok(Ok(Forwarded::from_hyper(
-                        response,
-                        ResponseGuard::new(guard, None),
-                    ))),
-                    Ok(Err(e)) => Ok(Err(SendError::Legacy(e))),
-                    Err(e) => Err(e),
+            let send = async {
+                if inline {
+                    let target = pq.as_ref().map_or("/", |p| p.as_str());
+                    ep.h1_pool()
+                        .send_inline(
+                            ep.authority(),
+                            self.timeouts.connect,
+                            attempt.method(),
+                            target,
+                            attempt.headers(),
+                        )
+                        .await
+                        .map(|(head, conn)| Sent::Inline(head, conn))
+                } else if self.version == Version::HTTP_11 {
+                    // Our own pool: origin-form target, the connection held by the body.
+                    let mut req = std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                    *req.uri_mut() = pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
+                    ep.h1_pool()
+                        .send(ep.authority(), self.timeouts.connect, req)
+                        .await
+                        .map(|(response, tx)| Sent::Hyper(response, Some(tx)))
+                } else {
+                    let mut req = std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                    *req.uri_mut() = Self::upstream_uri(ep, pq.clone());
+                    self.client
+                        .request(req)
+                        .await
+                        .map(|response| Sent::Hyper(response, None))
+                        .map_err(SendError::Legacy)
                 }
             };
-            match result {
-                Ok(Ok(forwarded)) => {
+            match tokio::time::timeout(self.timeouts.response, send).await {
+                Ok(Ok(sent)) => {
                     ep.passive().record_success();
-                    return Ok(forwarded);
+                    return Ok(self.forwarded(sent, inflight));
                 }
                 Ok(Err(err)) => {
                     let connect = err.is_connect();
@@ -271,17 +292,19 @@ impl UpstreamService {
                     }
                     tracing::debug!(endpoint = ep.url(), error = %err, "upstream request failed");
                     if connect
+                        && can_retry
                         && !tried_retry
-                        && let Some((method, headers)) = &retry_parts
-                        && let Some(next) = self.pick(Some(idx))
+                        && let Some(next) = self.pick(Some(ep))
                     {
                         tried_retry = true;
-                        idx = next;
-                        let mut r = Request::new(ProxyBody::empty());
-                        *r.method_mut() = method.clone();
-                        *r.headers_mut() = headers.clone();
-                        *r.version_mut() = self.version;
-                        attempt = r;
+                        inflight = next;
+                        if let Some((method, headers)) = &retry_parts {
+                            let mut r = Request::new(ProxyBody::empty());
+                            *r.method_mut() = method.clone();
+                            *r.headers_mut() = headers.clone();
+                            *r.version_mut() = self.version;
+                            attempt = r;
+                        }
                         self.metrics.retries.inc();
                         continue;
                     }
@@ -291,6 +314,31 @@ impl UpstreamService {
                     self.metrics.timeouts.inc();
                     return Err(UpstreamFailure::Timeout);
                 }
+            }
+        }
+    }
+
+    /// Ties a response to the endpoint's in-flight count (and connection) until its body ends.
+    fn forwarded(&self, sent: Sent, inflight: InflightGuard) -> Forwarded {
+        let idle = self.timeouts.idle;
+        match sent {
+            Sent::Inline(head, conn) => Forwarded {
+                response: into_response(head, conn, inflight, idle),
+                upgrade: None,
+            },
+            Sent::Hyper(response, tx) => {
+                let conn = tx.and_then(|tx| {
+                    if http_body::Body::is_end_stream(response.body())
+                        && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        // Nothing left to read (HEAD, 204, 304, empty): reusable now.
+                        inflight.endpoint().h1_pool().put(tx, idle);
+                        None
+                    } else {
+                        Some((tx, idle))
+                    }
+                });
+                Forwarded::from_hyper(response, ResponseGuard::new(inflight, conn))
             }
         }
     }

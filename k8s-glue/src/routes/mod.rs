@@ -60,6 +60,11 @@ pub struct WatchConfig {
     /// Take class-less Ingresses even when no IngressClass of ours is marked default (we are
     /// the cluster's only Ingress controller).
     pub default_class: bool,
+    /// Compile the watcher's own route table ([`IngressWatcher::table`]) on every change. A
+    /// consumer that compiles the routes itself — the proxy's [`crate::KubernetesProvider`]
+    /// turns this off — saves one compile on each change's path; the table then stays empty
+    /// and [`Published::warnings`] too (the consumer's table has them).
+    pub compile_table: bool,
 }
 
 impl Default for WatchConfig {
@@ -70,6 +75,7 @@ impl Default for WatchConfig {
             status_ips: Vec::new(),
             debounce: Duration::from_millis(5),
             default_class: false,
+            compile_table: true,
         }
     }
 }
@@ -342,12 +348,21 @@ impl State {
             }
         }
         let routes = all.len();
-        let kept = all.clone();
-        match Table::new(Vec::new(), all) {
-            Ok(t) => {
-                self.published.warnings = t.warnings().iter().map(|w| w.to_string()).collect();
-                slots.routes.store(Arc::new(kept));
-                slots.table.store(t);
+        let compiled = if self.config.compile_table {
+            Table::new(Vec::new(), all.clone()).map(Some)
+        } else {
+            Ok(None)
+        };
+        match compiled {
+            Ok(table) => {
+                self.published.warnings = table
+                    .as_ref()
+                    .map(|t| t.warnings().iter().map(|w| w.to_string()).collect())
+                    .unwrap_or_default();
+                slots.routes.store(Arc::new(all));
+                if let Some(t) = table {
+                    slots.table.store(t);
+                }
                 self.backends = used;
                 self.published.table_generation += 1;
                 self.published.routes = routes;
