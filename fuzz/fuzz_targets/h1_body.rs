@@ -16,7 +16,7 @@ use ingress_proxy::__fuzz::{BodyDecoder, Decoded, Framing};
 use libfuzzer_sys::fuzz_target;
 
 /// Everything a decoder produced from a stream.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct Outcome {
     body: Vec<u8>,
     trailers: Option<HeaderMap>,
@@ -24,6 +24,25 @@ struct Outcome {
     /// `Err`: a decode error or an EOF refused.
     end: Result<bool, String>,
     unread: Vec<u8>,
+}
+
+/// Lengths and short prefixes: a failing input can be megabytes long.
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned();
+        f.debug_struct("Outcome")
+            .field(
+                "body",
+                &format_args!("{} bytes {:?}", self.body.len(), short(&self.body)),
+            )
+            .field("trailers", &self.trailers.as_ref().map(HeaderMap::len))
+            .field("end", &self.end)
+            .field(
+                "unread",
+                &format_args!("{} bytes {:?}", self.unread.len(), short(&self.unread)),
+            )
+            .finish()
+    }
 }
 
 /// Feeds `stream` to a fresh decoder in reads of the sizes `sizes` yields.

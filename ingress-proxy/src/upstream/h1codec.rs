@@ -334,7 +334,10 @@ impl BodyDecoder {
                 }
                 Kind::Chunked(state) => match *state {
                     ChunkState::Size => {
-                        let Some(end) = find_crlf(buf) else {
+                        // Look for the CRLF only within the limit, so whether a long line is
+                        // refused depends on its bytes, not on how the reads split them.
+                        let window = &buf[..buf.len().min(MAX_CHUNK_LINE + 1)];
+                        let Some(end) = find_crlf(window) else {
                             return if buf.len() > MAX_CHUNK_LINE {
                                 Err(CodecError::Chunk("chunk size line too long"))
                             } else {
@@ -378,7 +381,8 @@ impl BodyDecoder {
                             self.kind = Kind::Done;
                             return Ok(Decoded::End);
                         }
-                        let Some(end) = find_subslice(buf, b"\r\n\r\n") else {
+                        let window = &buf[..buf.len().min(MAX_TRAILERS + 1)];
+                        let Some(end) = find_subslice(window, b"\r\n\r\n") else {
                             return if buf.len() > MAX_TRAILERS {
                                 Err(CodecError::Chunk("trailer section too large"))
                             } else {

@@ -209,6 +209,52 @@ fn chunked_bodies() {
     assert!(d.is_done());
 }
 
+/// Found by the `h1_body` fuzz target: a chunk-size line or trailer section over the limit was
+/// refused when it arrived over several reads but accepted when it came in one, so the same
+/// upstream response failed or not depending on TCP segmentation.
+#[test]
+fn chunk_limits_do_not_depend_on_read_sizes() {
+    let long_line = [
+        &b"5;"[..],
+        &[b'a'; MAX_CHUNK_LINE][..],
+        b"\r\nhello\r\n0\r\n\r\n",
+    ]
+    .concat();
+    let long_trailer = [&b"0\r\nx: "[..], &[b'a'; MAX_TRAILERS][..], b"\r\n\r\n"].concat();
+    // The longest line accepted: with its CRLF, one byte over the limit.
+    let limit_line = [
+        &b"5;"[..],
+        &[b'a'; MAX_CHUNK_LINE - 3][..],
+        b"\r\nhello\r\n0\r\n\r\n",
+    ]
+    .concat();
+    for (stream, refused) in [(long_line, true), (long_trailer, true), (limit_line, false)] {
+        // All at once.
+        let mut buf = BytesMut::from(&stream[..]);
+        let whole = decode_all(Framing::Chunked, &mut buf);
+        assert_eq!(whole.is_err(), refused, "{whole:?}");
+        // In 1000-byte reads.
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::new();
+        let mut outcome = Ok(false);
+        for piece in stream.chunks(1000) {
+            buf.extend_from_slice(piece);
+            outcome = loop {
+                match d.decode(&mut buf) {
+                    Ok(Decoded::NeedMore) => break Ok(false),
+                    Ok(Decoded::End | Decoded::Trailers(_)) => break Ok(true),
+                    Ok(Decoded::Data(_)) => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if outcome != Ok(false) {
+                break;
+            }
+        }
+        assert_eq!(outcome.is_err(), refused, "{outcome:?}");
+    }
+}
+
 #[test]
 fn sized_body_stops_at_its_length() {
     let mut buf = BytesMut::from(&b"abcdefHTTP/1.1"[..]);
