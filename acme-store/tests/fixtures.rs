@@ -196,6 +196,25 @@ fn unknown_fields_survive_at_every_level() {
     assert_eq!(doc.to_json().unwrap(), text);
 }
 
+/// Found by the `acme_json` fuzz target: a legacy file's unknown top-level `Account` moved into
+/// the migrated resolver next to its real `Account`, and being written after it, replaced the
+/// real account on the next read.
+#[test]
+fn migrating_a_legacy_file_drops_unknown_fields_named_like_resolver_fields() {
+    let legacy = br#"{"PrivateKey": "UHJpdmF0ZUtleQ==", "Account": {"Email": "x@example.com"},
+        "certificates": [1], "Kept": true}"#;
+    let doc = AcmeDocument::parse(legacy).unwrap();
+    assert_eq!(doc.format, Format::Legacy);
+    let v2 = doc.migrate_to_v2("le");
+    let data = &v2.resolvers["le"];
+    let account = data.account.as_ref().unwrap();
+    assert_eq!(account.private_key.as_deref(), Some("UHJpdmF0ZUtleQ=="));
+    let extra: Vec<&str> = data.extra.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(extra, ["Kept"]);
+    let text = v2.to_json().unwrap();
+    assert_eq!(AcmeDocument::parse(text.as_bytes()).unwrap(), v2, "{text}");
+}
+
 #[test]
 fn file_store_edits_leave_a_traefik_file_byte_identical() {
     use acme_store::{CertStoreExt, FileStore, FileStoreOptions};

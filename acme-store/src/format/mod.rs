@@ -126,7 +126,10 @@ impl AcmeDocument {
     /// Converts a v1 or legacy document to v2 the way `traefik-migration-tool acme` does: the
     /// single resolver is renamed `resolver`, every certificate gets `Store: "default"`, and the
     /// v1 challenge maps (transient by nature) are dropped. Unknown top-level v1 fields move into
-    /// the resolver so nothing else is lost. A v2 document is returned unchanged.
+    /// the resolver so nothing else is lost, except those named like the resolver's own fields
+    /// (`Account`, `Certificates`, possible in a legacy file): written after the real ones they
+    /// would replace them on the next read, and Go's decoder drops them anyway. A v2 document is
+    /// returned unchanged.
     pub fn migrate_to_v2(mut self, resolver: &str) -> Self {
         if self.format == Format::V2 {
             return self;
@@ -144,7 +147,12 @@ impl AcmeDocument {
                 cert.store = DEFAULT_STORE.to_owned();
             }
         }
-        data.extra.append(&mut self.v1.extra);
+        data.extra.extend(
+            self.v1
+                .extra
+                .into_iter()
+                .filter(|(k, _)| !fold_eq(k, "Account") && !fold_eq(k, "Certificates")),
+        );
         let mut out = AcmeDocument::default();
         out.resolvers.insert(resolver.to_owned(), data);
         out
