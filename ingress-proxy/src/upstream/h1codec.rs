@@ -238,8 +238,10 @@ enum ChunkState {
     Data(u64),
     /// Expecting the CRLF after chunk data.
     DataEnd,
-    /// After the last chunk: the trailer section up to an empty line.
-    Trailers,
+    /// After the last chunk: the trailer section up to an empty line; this many of its bytes
+    /// have been searched for the end already (so a section trickling in is scanned once, not
+    /// once per read).
+    Trailers(usize),
 }
 
 /// What [`BodyDecoder::decode`] produced.
@@ -347,7 +349,7 @@ impl BodyDecoder {
                         let size = parse_chunk_size(&buf[..end])?;
                         buf.advance(end + 2);
                         *state = if size == 0 {
-                            ChunkState::Trailers
+                            ChunkState::Trailers(0)
                         } else {
                             ChunkState::Data(size)
                         };
@@ -375,14 +377,18 @@ impl BodyDecoder {
                         buf.advance(2);
                         *state = ChunkState::Size;
                     }
-                    ChunkState::Trailers => {
+                    ChunkState::Trailers(searched) => {
                         if buf.starts_with(b"\r\n") {
                             buf.advance(2);
                             self.kind = Kind::Done;
                             return Ok(Decoded::End);
                         }
                         let window = &buf[..buf.len().min(MAX_TRAILERS + 1)];
-                        let Some(end) = find_subslice(window, b"\r\n\r\n") else {
+                        // The end may straddle the previous search's last bytes.
+                        let from = searched.saturating_sub(3).min(window.len());
+                        let found = find_subslice(&window[from..], b"\r\n\r\n").map(|i| from + i);
+                        let Some(end) = found else {
+                            *state = ChunkState::Trailers(window.len());
                             return if buf.len() > MAX_TRAILERS {
                                 Err(CodecError::Chunk("trailer section too large"))
                             } else {

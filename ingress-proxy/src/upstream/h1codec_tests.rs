@@ -255,6 +255,26 @@ fn chunk_limits_do_not_depend_on_read_sizes() {
     }
 }
 
+/// The trailer section is searched incrementally (each byte once); its end found across reads.
+#[test]
+fn trailers_trickling_in_one_byte_per_read() {
+    let stream = b"0\r\nx-a: 1\r\nx-b: 2\r\n\r\n";
+    let mut d = BodyDecoder::new(Framing::Chunked);
+    let mut buf = BytesMut::new();
+    let mut trailers = None;
+    for (i, &b) in stream.iter().enumerate() {
+        buf.extend_from_slice(&[b]);
+        match d.decode(&mut buf).unwrap() {
+            Decoded::NeedMore => assert!(i + 1 < stream.len()),
+            Decoded::Trailers(t) => trailers = Some(t),
+            other => panic!("{other:?} at byte {i}"),
+        }
+    }
+    let t = trailers.expect("trailers after the last byte");
+    assert!(t["x-a"] == "1" && t["x-b"] == "2", "{t:?}");
+    assert!(buf.is_empty() && d.is_done());
+}
+
 #[test]
 fn sized_body_stops_at_its_length() {
     let mut buf = BytesMut::from(&b"abcdefHTTP/1.1"[..]);
