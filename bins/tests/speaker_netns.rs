@@ -56,7 +56,26 @@ struct Topology {
     prefix: String,
     dir: tempfile::TempDir,
     speakers: Vec<Option<Child>>,
+    /// Each node's NIC name.
+    nics: [&'static str; 3],
 }
+
+/// How the nodes are wired and what their configs say about the interface.
+struct Layout {
+    /// Each node's NIC name (the client's is `eth0`).
+    nics: [&'static str; 3],
+    /// Each node's `interface` (and `listen`) lines.
+    lines: [&'static str; 3],
+    /// A default route through its NIC in each node's namespace.
+    default_route: bool,
+}
+
+/// Every node on `eth0`, named in its config.
+const ETH0: Layout = Layout {
+    nics: ["eth0"; 3],
+    lines: ["interface = \"eth0\""; 3],
+    default_route: false,
+};
 
 fn node_ns(t: &Topology, i: usize) -> String {
     format!("{}n{}", t.prefix, i + 1)
@@ -76,6 +95,11 @@ fn unix_now() -> f64 {
 impl Topology {
     /// Builds the topology and starts three speakers; `extra` is added to `[speaker]`.
     fn new(extra: &str) -> Topology {
+        Self::build(extra, ETH0)
+    }
+
+    /// [`Topology::new`] with the nodes wired and configured per `layout`.
+    fn build(extra: &str, layout: Layout) -> Topology {
         require_root();
         let prefix = format!(
             "fw-{}-{}",
@@ -86,6 +110,7 @@ impl Topology {
             prefix: format!("{prefix}-"),
             dir: tempfile::tempdir().unwrap(),
             speakers: Vec::new(),
+            nics: layout.nics,
         };
         let sw = t.sw();
         run(&["ip", "netns", "add", &sw]);
@@ -124,13 +149,14 @@ impl Topology {
             .collect();
         for (k, (ns, mac, v4, v6)) in hosts.iter().enumerate() {
             let port = format!("p{k}");
+            let nic = layout.nics.get(k).copied().unwrap_or("eth0");
             run(&["ip", "netns", "add", ns]);
             run(&[
-                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", nic,
                 "netns", ns,
             ]);
             run(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-            run(&["ip", "-n", ns, "link", "set", "eth0", "address", mac]);
+            run(&["ip", "-n", ns, "link", "set", nic, "address", mac]);
             run(&[
                 "ip",
                 "-n",
@@ -139,7 +165,7 @@ impl Topology {
                 "add",
                 &format!("{v4}/24"),
                 "dev",
-                "eth0",
+                nic,
             ]);
             run(&[
                 "ip",
@@ -149,11 +175,15 @@ impl Topology {
                 "add",
                 &format!("{v6}/64"),
                 "dev",
-                "eth0",
+                nic,
                 "nodad",
             ]);
-            run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            run(&["ip", "-n", ns, "link", "set", nic, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            if layout.default_route && k < 3 {
+                // Only the isolated bridge is behind it: nothing leaves the namespaces.
+                run(&["ip", "-n", ns, "route", "add", "default", "dev", nic]);
+            }
         }
         let key = t.dir.path().join("key");
         std::fs::write(&key, KEY).unwrap();
@@ -163,7 +193,7 @@ impl Topology {
             let cfg = format!(
                 r#"[speaker]
 node = "n{n}"
-interface = "eth0"
+{lines}
 key_file = "{key}"
 {extra}
 admin = "127.0.0.1:9901"
@@ -177,6 +207,7 @@ address = "{VIP4}"
 address = "{VIP6}"
 "#,
                 n = i + 1,
+                lines = layout.lines[i],
                 key = key.display(),
             );
             std::fs::write(t.config(i), cfg).unwrap();
@@ -243,7 +274,7 @@ address = "{VIP6}"
                     "addr",
                     "show",
                     "dev",
-                    "eth0",
+                    self.nics[i],
                 ])
                 .is_some_and(|s| s.contains(&format!(" {vip}/")))
             })
@@ -730,4 +761,34 @@ fn sighup_applies_a_new_vip_and_rejects_a_restart_only_change() {
     t.wait_single_owner(extra_vip, Duration::from_secs(10));
     assert_eq!(t.wait_single_owner(VIP4, Duration::from_secs(5)), owner);
     assert!(t.logs().contains("configuration reloaded"), "{}", t.logs());
+}
+
+/// `interface = "auto"` on nodes whose NICs are not called `eth0` (a DaemonSet across
+/// machines with different NIC names): n1 finds its NIC by its heartbeat address, n2 (listening
+/// on 0.0.0.0) by its default route; n3 names its NIC. Each reports the NIC it chose, and the
+/// VIP works and moves between them.
+#[test]
+fn interface_auto_finds_each_nodes_nic() {
+    let mut t = Topology::build(
+        "",
+        Layout {
+            nics: ["ens3", "enp0s8", "eth0"],
+            lines: [
+                "interface = \"auto\"",
+                "interface = \"auto\"\nlisten = \"0.0.0.0:7946\"",
+                "interface = \"eth0\"",
+            ],
+            default_route: true,
+        },
+    );
+    let owner = t.wait_single_owner(VIP4, Duration::from_secs(10));
+    for (i, nic) in t.nics.iter().enumerate() {
+        assert_eq!(t.status(i)["interface"], *nic, "{}", t.logs());
+    }
+    // The owner stops; another node (whatever its NIC) takes the VIP over.
+    let mut child = t.speakers[owner].take().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let next = t.wait_single_owner(VIP4, Duration::from_secs(10));
+    assert_ne!(next, owner);
 }

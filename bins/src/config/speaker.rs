@@ -3,7 +3,7 @@
 //! ```toml
 //! [speaker]
 //! node = "n1"                      # this node; must be a key of `nodes`
-//! interface = "eth0"
+//! interface = "eth0"               # or "auto": the NIC holding `listen`'s address
 //! key_file = "/etc/fairway/speaker.key"   # shared HMAC key, mode 0600, >= 16 bytes
 //! mode = "kernel"                  # kernel (add the VIP to the interface) | arp-only
 //! profile = "default"              # default (100 ms × 3) | safe (250 ms × 5) | fast (50 ms × 3)
@@ -35,10 +35,13 @@
 //! readiness and `externalTrafficPolicy: Local` endpoints; every change is applied live.
 //! `node` defaults to `$NODE_NAME` (the DaemonSet sets it from `spec.nodeName`) and `listen` to
 //! `0.0.0.0:<heartbeat_port>`. Timing, quorum and preemption must match on every node.
+//! `interface = "auto"` suits a DaemonSet over machines whose NICs have different names: each
+//! speaker takes the NIC of its default route (IPv4, else IPv6), or with a specific `listen`
+//! address, the NIC that holds it.
 //!
 //! ```toml
 //! [speaker]
-//! interface = "eth0"
+//! interface = "auto"
 //! key_file = "/etc/fairway/speaker/key"
 //! mode = "arp-only"                # kube-proxy accepts the traffic
 //! [speaker.kubernetes]
@@ -203,7 +206,8 @@ pub struct SpeakerConfig {
     /// binary).
     #[serde(default)]
     pub node: String,
-    /// Interface the VIPs live on.
+    /// Interface the VIPs live on; `"auto"`: the one holding the `listen` address, or with an
+    /// unspecified `listen` (Kubernetes), the default route's.
     pub interface: String,
     /// Shared HMAC key file.
     pub key_file: PathBuf,

@@ -4,8 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::{AddressMessageBuilder, Handle};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
 
 use crate::Error;
 use crate::frames::Mac;
@@ -33,13 +34,15 @@ fn raw_code(e: &rtnetlink::Error) -> i32 {
     }
 }
 
+/// The `interface` value that asks the speaker to find its interface itself (see
+/// [`Netlink::connect_auto`]): DaemonSet nodes do not all name their NIC `eth0`.
+pub const AUTO_INTERFACE: &str = "auto";
+
 impl Netlink {
     /// Connects (spawning the connection task on the current Tokio runtime) and looks up the
     /// interface's index and MAC address.
     pub async fn connect(interface: &str) -> Result<Self, Error> {
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| Error::io(format!("netlink socket for {interface}"), e))?;
-        tokio::spawn(conn);
+        let handle = Self::handle(interface)?;
         let link = handle
             .link()
             .get()
@@ -49,6 +52,47 @@ impl Netlink {
             .await
             .map_err(|e| nl_err(format!("look up interface {interface}"), e))?
             .ok_or_else(|| Error::Config(format!("interface {interface} not found")))?;
+        Self::from_link(handle, link)
+    }
+
+    /// Like [`Netlink::connect`] for the interface the node's traffic uses: the one holding
+    /// `local` when it is a specific address (the heartbeat address), else the one of the
+    /// main table's default route (IPv4 first, then IPv6).
+    pub async fn connect_auto(local: IpAddr) -> Result<Self, Error> {
+        let handle = Self::handle(AUTO_INTERFACE)?;
+        let index = if local.is_unspecified() {
+            default_route_interface(&handle).await?
+        } else {
+            interface_holding(&handle, local).await?
+        };
+        let link = handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| nl_err(format!("look up interface #{index}"), e))?
+            .ok_or_else(|| Error::Config(format!("interface #{index} not found")))?;
+        Self::from_link(handle, link)
+    }
+
+    fn handle(interface: &str) -> Result<Handle, Error> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| Error::io(format!("netlink socket for {interface}"), e))?;
+        tokio::spawn(conn);
+        Ok(handle)
+    }
+
+    fn from_link(handle: Handle, link: LinkMessage) -> Result<Self, Error> {
+        let interface = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("#{}", link.header.index));
         let mac = link
             .attributes
             .iter()
@@ -65,10 +109,15 @@ impl Netlink {
             })?;
         Ok(Netlink {
             handle,
-            interface: interface.to_owned(),
+            interface,
             index: link.header.index,
             mac,
         })
+    }
+
+    /// The interface's name (as looked up, also for [`Netlink::connect_auto`]).
+    pub fn interface(&self) -> &str {
+        &self.interface
     }
 
     /// Interface index.
@@ -146,4 +195,63 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// The index of the interface that has `addr` configured.
+async fn interface_holding(handle: &Handle, addr: IpAddr) -> Result<u32, Error> {
+    let mut stream = handle.address().get().execute();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| nl_err("list addresses".into(), e))?
+    {
+        if msg.attributes.iter().any(|a| {
+            matches!(a, AddressAttribute::Address(ip) | AddressAttribute::Local(ip) if *ip == addr)
+        }) {
+            return Ok(msg.header.index);
+        }
+    }
+    Err(Error::Config(format!(
+        "interface = \"{AUTO_INTERFACE}\": no interface has the heartbeat address {addr}"
+    )))
+}
+
+/// The output interface of the main table's default route, IPv4 first, then IPv6.
+async fn default_route_interface(handle: &Handle) -> Result<u32, Error> {
+    let dumps = [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ];
+    for dump in dumps {
+        let mut stream = handle.route().get(dump).execute();
+        while let Some(route) = stream
+            .try_next()
+            .await
+            .map_err(|e| nl_err("list routes".into(), e))?
+        {
+            if let Some(index) = default_route_oif(&route) {
+                return Ok(index);
+            }
+        }
+    }
+    Err(Error::Config(format!(
+        "interface = \"{AUTO_INTERFACE}\": no default route to take the interface from; name the \
+         interface, or give a specific heartbeat address"
+    )))
+}
+
+/// The output interface of `route` if it is a main-table default route.
+fn default_route_oif(route: &RouteMessage) -> Option<u32> {
+    let main = route.header.table == RouteHeader::RT_TABLE_MAIN
+        || route
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Table(t) if *t == u32::from(RouteHeader::RT_TABLE_MAIN)));
+    if route.header.destination_prefix_length != 0 || !main {
+        return None;
+    }
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(index) => Some(*index),
+        _ => None,
+    })
 }

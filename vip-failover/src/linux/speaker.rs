@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::netlink::Netlink;
+use super::netlink::{AUTO_INTERFACE, Netlink};
 use super::packet::{ETH_P_ARP, ETH_P_IPV6, PacketSocket};
 use crate::Error;
 use crate::config::{Cluster, ClusterConfig, NodeId, VipIndex};
@@ -45,7 +45,8 @@ pub struct SpeakerOptions {
     pub cluster: ClusterConfig,
     /// This node.
     pub node: NodeId,
-    /// The interface VIPs live on.
+    /// The interface VIPs live on, or [`AUTO_INTERFACE`] (`"auto"`): the interface holding
+    /// the `listen` address, or with an unspecified `listen`, the default route's.
     pub interface: String,
     /// Local UDP address for heartbeats.
     pub listen: SocketAddr,
@@ -172,7 +173,7 @@ fn mac_string(m: Mac) -> String {
 impl Speaker {
     /// Validates the options, looks up the interface, opens the sockets and removes VIP
     /// addresses a previous (killed) instance may have left on the interface.
-    pub async fn bind(opts: SpeakerOptions) -> Result<Speaker, Error> {
+    pub async fn bind(mut opts: SpeakerOptions) -> Result<Speaker, Error> {
         let cluster = Cluster::new(&opts.cluster)?;
         let now = Instant::now();
         let machine = Machine::new(Arc::clone(&cluster), &opts.node, opts.incarnation, now)?;
@@ -187,7 +188,18 @@ impl Speaker {
                 .ok_or_else(|| Error::Config(format!("no heartbeat address for node `{node}`")))?;
             peer_addrs[i] = Some(*addr);
         }
-        let netlink = Netlink::connect(&opts.interface).await?;
+        let netlink = if opts.interface == AUTO_INTERFACE {
+            let netlink = Netlink::connect_auto(opts.listen.ip()).await?;
+            tracing::info!(
+                interface = netlink.interface(),
+                "interface = \"auto\" chose"
+            );
+            // Every later use (sockets, status, logs) names the real interface.
+            opts.interface = netlink.interface().to_owned();
+            netlink
+        } else {
+            Netlink::connect(&opts.interface).await?
+        };
         let arp = PacketSocket::open(&opts.interface, netlink.index(), ETH_P_ARP)?;
         let ndp = if cluster.vips().iter().any(|v| v.addr.is_ipv6()) {
             Some(PacketSocket::open(
