@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
-use rtnetlink::{AddressMessageBuilder, Handle, RouteMessageBuilder};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkGetRequest, RouteMessageBuilder};
 
 use crate::Error;
 use crate::frames::Mac;
@@ -43,15 +43,8 @@ impl Netlink {
     /// interface's index and MAC address.
     pub async fn connect(interface: &str) -> Result<Self, Error> {
         let handle = Self::handle(interface)?;
-        let link = handle
-            .link()
-            .get()
-            .match_name(interface.to_owned())
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| nl_err(format!("look up interface {interface}"), e))?
-            .ok_or_else(|| Error::Config(format!("interface {interface} not found")))?;
+        let request = handle.link().get().match_name(interface.to_owned());
+        let link = first_link(request, interface).await?;
         Self::from_link(handle, link)
     }
 
@@ -65,15 +58,8 @@ impl Netlink {
         } else {
             interface_holding(&handle, local).await?
         };
-        let link = handle
-            .link()
-            .get()
-            .match_index(index)
-            .execute()
-            .try_next()
-            .await
-            .map_err(|e| nl_err(format!("look up interface #{index}"), e))?
-            .ok_or_else(|| Error::Config(format!("interface #{index} not found")))?;
+        let request = handle.link().get().match_index(index);
+        let link = first_link(request, &format!("#{index}")).await?;
         Self::from_link(handle, link)
     }
 
@@ -195,6 +181,16 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// The link `request` finds (`interface` names it in errors).
+async fn first_link(request: LinkGetRequest, interface: &str) -> Result<LinkMessage, Error> {
+    request
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| nl_err(format!("look up interface {interface}"), e))?
+        .ok_or_else(|| Error::Config(format!("interface {interface} not found")))
 }
 
 /// The index of the interface that has `addr` configured.
