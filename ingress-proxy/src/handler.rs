@@ -46,74 +46,85 @@ pub(crate) struct ConnCtx {
     pub(crate) smuggling: AtomicBool,
 }
 
-pub(crate) async fn handle(
+/// Answers one request.
+///
+/// This and the functions below it return their futures rather than being `async fn`s: an
+/// `async fn` keeps its arguments twice in its state (rust-lang/rust#62958), and these futures
+/// nest, each moved into the next, once per request.
+#[allow(clippy::manual_async_fn)] // the request once in the state, not twice
+pub(crate) fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnCtx>,
     req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    if conn.smuggling.load(Ordering::Relaxed) {
-        let mut r = respond::status(StatusCode::BAD_REQUEST);
-        r.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return r;
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    async move {
+        if conn.smuggling.load(Ordering::Relaxed) {
+            let mut r = respond::status(StatusCode::BAD_REQUEST);
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        let rt = shared.runtime.load_full();
+        let method = req.method().clone();
+        let log = rt.access_log;
+        // Only copied (and the clock read) when the access log is on.
+        let log_target = log.then(|| {
+            (
+                Instant::now(),
+                host_of(&req).unwrap_or("").to_owned(),
+                req.uri().path().to_owned(),
+            )
+        });
+        let (resp, target) = route_and_serve(&shared, &rt, &conn, req).await;
+        if let Some((start, host, path)) = log_target {
+            tracing::info!(
+                target: "fairway::access",
+                client = %conn.client_ip,
+                method = %method,
+                host = %host,
+                path = %path,
+                status = resp.status().as_u16(),
+                router = target.as_ref().map_or("", |t| &*t.name),
+                service = target.as_ref().map_or("", |t| &*t.service.name),
+                duration_us = start.elapsed().as_micros() as u64,
+            );
+        }
+        resp
     }
-    let rt = shared.runtime.load_full();
-    let method = req.method().clone();
-    let log = rt.access_log;
-    // Only copied (and the clock read) when the access log is on.
-    let log_target = log.then(|| {
-        (
-            Instant::now(),
-            host_of(&req).unwrap_or("").to_owned(),
-            req.uri().path().to_owned(),
-        )
-    });
-    let (resp, target) = route_and_serve(&shared, &rt, &conn, req).await;
-    if let Some((start, host, path)) = log_target {
-        tracing::info!(
-            target: "fairway::access",
-            client = %conn.client_ip,
-            method = %method,
-            host = %host,
-            path = %path,
-            status = resp.status().as_u16(),
-            router = target.as_ref().map_or("", |t| &*t.name),
-            service = target.as_ref().map_or("", |t| &*t.service.name),
-            duration_us = start.elapsed().as_micros() as u64,
-        );
-    }
-    resp
 }
 
-async fn route_and_serve(
-    shared: &Shared,
-    rt: &Runtime,
-    conn: &ConnCtx,
+#[allow(clippy::manual_async_fn)] // the request once in the state, not twice
+fn route_and_serve<'a>(
+    shared: &'a Shared,
+    rt: &'a Runtime,
+    conn: &'a ConnCtx,
     req: Request<Incoming>,
-) -> (Response<ProxyBody>, Option<Arc<RouteTarget>>) {
-    let start = Instant::now();
-    if let Some(token) = req.uri().path().strip_prefix(ACME_PREFIX) {
-        return (
-            acme_challenge(shared, rt, conn, token.to_owned(), req).await,
-            None,
-        );
-    }
-    let ep = &rt.entrypoints[conn.entrypoint];
-    if let Some(port) = ep.redirect_port {
-        return (redirect(&req, port), None);
-    }
-    let target = {
-        let view = RequestView::from_request(&req, Some(conn.client_ip));
-        match ep.table.route(&view) {
-            Some(m) => m.backend.clone(),
-            None => return (respond::status(StatusCode::NOT_FOUND), None),
+) -> impl Future<Output = (Response<ProxyBody>, Option<Arc<RouteTarget>>)> + Send + 'a {
+    async move {
+        let start = Instant::now();
+        if let Some(token) = req.uri().path().strip_prefix(ACME_PREFIX) {
+            return (
+                acme_challenge(shared, rt, conn, token.to_owned(), req).await,
+                None,
+            );
         }
-    };
-    let resp = serve(&target.service, conn, req).await;
-    target
-        .metrics
-        .observe(resp.status().as_u16(), start.elapsed().as_secs_f64());
-    (resp, Some(target))
+        let ep = &rt.entrypoints[conn.entrypoint];
+        if let Some(port) = ep.redirect_port {
+            return (redirect(&req, port), None);
+        }
+        let target = {
+            let view = RequestView::from_request(&req, Some(conn.client_ip));
+            match ep.table.route(&view) {
+                Some(m) => m.backend.clone(),
+                None => return (respond::status(StatusCode::NOT_FOUND), None),
+            }
+        };
+        let resp = serve(&target.service, conn, req).await;
+        target
+            .metrics
+            .observe(resp.status().as_u16(), start.elapsed().as_secs_f64());
+        (resp, Some(target))
+    }
 }
 
 fn host_of<B>(req: &Request<B>) -> Option<&str> {
@@ -207,68 +218,72 @@ async fn serve(service: &Service, conn: &ConnCtx, req: Request<Incoming>) -> Res
     }
 }
 
-async fn proxy(
-    u: &UpstreamService,
-    conn: &ConnCtx,
+#[allow(clippy::manual_async_fn)] // the request once in the state, not twice
+fn proxy<'a>(
+    u: &'a UpstreamService,
+    conn: &'a ConnCtx,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let upgrade = if req.version() == Version::HTTP_11 {
-        upgrade_requested(req.headers())
-    } else {
-        None
-    };
-    let host = match req.headers().get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    {
-        let headers = req.headers_mut();
-        remove_hop_by_hop(headers);
-        if let Some(h) = &host
-            && !headers.contains_key(HOST)
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
+    async move {
+        let upgrade = if req.version() == Version::HTTP_11 {
+            upgrade_requested(req.headers())
+        } else {
+            None
+        };
+        let host = match req.headers().get(HOST) {
+            Some(h) => Some(h.clone()),
+            None => req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         {
-            headers.insert(HOST, h.clone());
-        }
-        set_forwarded(headers, &conn.facts, host);
-        if let Some(up) = &upgrade {
-            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(UPGRADE, up.clone());
-        }
-    }
-    let req = req.map(ProxyBody::stream);
-    match u.forward(req).await {
-        Ok(fwd) => {
-            let mut response = fwd.response;
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let (Some(client_up), Some((upstream_up, guard))) = (client_upgrade, fwd.upgrade)
-                {
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        if let (Ok(c), Ok(s)) = (client_up.await, upstream_up.await) {
-                            let mut c = TokioIo::new(c);
-                            let mut s = TokioIo::new(s);
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
-                        }
-                    });
-                    return response;
-                }
-                // An upgrade we did not ask for: refuse to relay it.
-                return respond::status(StatusCode::BAD_GATEWAY);
+            let headers = req.headers_mut();
+            remove_hop_by_hop(headers);
+            if let Some(h) = &host
+                && !headers.contains_key(HOST)
+            {
+                headers.insert(HOST, h.clone());
             }
-            remove_hop_by_hop(response.headers_mut());
-            response
+            set_forwarded(headers, &conn.facts, host);
+            if let Some(up) = &upgrade {
+                headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(UPGRADE, up.clone());
+            }
         }
-        Err(UpstreamFailure::Unreachable) => respond::status(StatusCode::BAD_GATEWAY),
-        Err(UpstreamFailure::Timeout) => respond::status(StatusCode::GATEWAY_TIMEOUT),
-        Err(UpstreamFailure::ClientBody) => {
-            let mut r = respond::status(StatusCode::BAD_REQUEST);
-            r.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            r
+        let req = req.map(ProxyBody::stream);
+        match u.forward(req).await {
+            Ok(fwd) => {
+                let mut response = fwd.response;
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let (Some(client_up), Some((upstream_up, guard))) =
+                        (client_upgrade, fwd.upgrade)
+                    {
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            if let (Ok(c), Ok(s)) = (client_up.await, upstream_up.await) {
+                                let mut c = TokioIo::new(c);
+                                let mut s = TokioIo::new(s);
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                            }
+                        });
+                        return response;
+                    }
+                    // An upgrade we did not ask for: refuse to relay it.
+                    return respond::status(StatusCode::BAD_GATEWAY);
+                }
+                remove_hop_by_hop(response.headers_mut());
+                response
+            }
+            Err(UpstreamFailure::Unreachable) => respond::status(StatusCode::BAD_GATEWAY),
+            Err(UpstreamFailure::Timeout) => respond::status(StatusCode::GATEWAY_TIMEOUT),
+            Err(UpstreamFailure::ClientBody) => {
+                let mut r = respond::status(StatusCode::BAD_REQUEST);
+                r.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
         }
     }
 }

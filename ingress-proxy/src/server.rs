@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -168,9 +169,8 @@ async fn serve_connection(
     });
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| {
-        let shared = svc_shared.clone();
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(handle(shared, ctx, req).await) }
+        // Mapped rather than awaited in an `async` block, which would hold the request again.
+        handle(svc_shared.clone(), ctx.clone(), req).map(Ok::<_, Infallible>)
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);

@@ -233,7 +233,8 @@ impl H1Pool {
                 Err(e) => return Err(SendError::Io(e.error)),
             }
         }
-        let mut conn = InlineConn::connect(authority, connect_timeout).await?;
+        // Boxed: connecting is the rare case, and its state would size every request's future.
+        let mut conn = Box::pin(InlineConn::connect(authority, connect_timeout)).await?;
         match conn.request(method, target, headers).await {
             Ok(head) => Ok((head, conn)),
             Err(e) => Err(SendError::Io(e.error)),

@@ -202,117 +202,130 @@ impl UpstreamService {
         Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
     }
 
-    /// Sends `req` (already carrying forwarded headers, hop-by-hop headers removed) to an
+    /// Sends `attempt` (already carrying forwarded headers, hop-by-hop headers removed) to an
     /// endpoint. An idempotent request without a body is retried once on another endpoint when
     /// the connection cannot be established (the request never left, so this is always safe).
-    pub(crate) async fn forward(
+    ///
+    /// Not an `async fn`: one keeps its arguments twice in its state (rust-lang/rust#62958),
+    /// and this future is nested in every proxied request's; the request lives once, in the
+    /// block.
+    #[allow(clippy::manual_async_fn)] // the request once in the state, not twice
+    pub(crate) fn forward(
         &self,
-        mut req: Request<ProxyBody>,
-    ) -> Result<Forwarded, UpstreamFailure> {
-        let Some(mut inflight) = self.pick(None) else {
-            return Err(UpstreamFailure::Unreachable);
-        };
-        *req.version_mut() = self.version;
-        let bodiless = http_body::Body::is_end_stream(req.body());
-        // No body, no upgrade: driven inline by this task (see `h1conn`), which only borrows
-        // the request, so a retry resends the same one.
-        let inline = self.version == Version::HTTP_11
-            && bodiless
-            && !req.headers().contains_key(http::header::UPGRADE);
-        let can_retry = self.retry && bodiless && is_idempotent(req.method());
-        // hyper's client consumes the request: keep what rebuilds it, only if a retry may come.
-        let retry_parts: Option<(Method, HeaderMap)> =
-            (can_retry && !inline).then(|| (req.method().clone(), req.headers().clone()));
-        let pq = req.uri().path_and_query().cloned();
-        let mut attempt = req;
-        let mut tried_retry = false;
-        loop {
-            let ep = inflight.endpoint();
-            if !self.pass_host
-                && let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str())
-            {
-                attempt.headers_mut().insert(http::header::HOST, v);
-            }
-            let send = async {
-                if inline {
-                    let target = pq.as_ref().map_or("/", |p| p.as_str());
-                    ep.h1_pool()
-                        .send_inline(
-                            ep.authority(),
-                            self.timeouts.connect,
-                            attempt.method(),
-                            target,
-                            attempt.headers(),
+        mut attempt: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Forwarded, UpstreamFailure>> + Send + '_ {
+        async move {
+            let Some(mut inflight) = self.pick(None) else {
+                return Err(UpstreamFailure::Unreachable);
+            };
+            *attempt.version_mut() = self.version;
+            let bodiless = http_body::Body::is_end_stream(attempt.body());
+            // No body, no upgrade: driven inline by this task (see `h1conn`), which only borrows
+            // the request, so a retry resends the same one.
+            let inline = self.version == Version::HTTP_11
+                && bodiless
+                && !attempt.headers().contains_key(http::header::UPGRADE);
+            let can_retry = self.retry && bodiless && is_idempotent(attempt.method());
+            // hyper's client consumes the request: keep what rebuilds it, only if a retry may come.
+            let retry_parts: Option<(Method, HeaderMap)> = (can_retry && !inline)
+                .then(|| (attempt.method().clone(), attempt.headers().clone()));
+            let pq = attempt.uri().path_and_query().cloned();
+            let mut tried_retry = false;
+            loop {
+                let ep = inflight.endpoint();
+                if !self.pass_host
+                    && let Ok(v) = http::HeaderValue::from_str(ep.authority().as_str())
+                {
+                    attempt.headers_mut().insert(http::header::HOST, v);
+                }
+                let send = async {
+                    if inline {
+                        let target = pq.as_ref().map_or("/", |p| p.as_str());
+                        ep.h1_pool()
+                            .send_inline(
+                                ep.authority(),
+                                self.timeouts.connect,
+                                attempt.method(),
+                                target,
+                                attempt.headers(),
+                            )
+                            .await
+                            .map(|(head, conn)| Sent::Inline(head, conn))
+                    } else if self.version == Version::HTTP_11 {
+                        // Our own pool: origin-form target, the connection held by the body.
+                        let mut req =
+                            std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                        *req.uri_mut() =
+                            pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
+                        // Boxed: this rarer path's state (hyper's handshake) would otherwise size
+                        // every request's future, copied at each level on the way down.
+                        Box::pin(
+                            ep.h1_pool()
+                                .send(ep.authority(), self.timeouts.connect, req),
                         )
                         .await
-                        .map(|(head, conn)| Sent::Inline(head, conn))
-                } else if self.version == Version::HTTP_11 {
-                    // Our own pool: origin-form target, the connection held by the body.
-                    let mut req = std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
-                    *req.uri_mut() = pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
-                    ep.h1_pool()
-                        .send(ep.authority(), self.timeouts.connect, req)
-                        .await
                         .map(|(response, tx)| Sent::Hyper(response, Some(tx)))
-                } else {
-                    let mut req = std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
-                    *req.uri_mut() = Self::upstream_uri(ep, pq.clone());
-                    self.client
-                        .request(req)
-                        .await
-                        .map(|response| Sent::Hyper(response, None))
-                        .map_err(SendError::Legacy)
-                }
-            };
-            match tokio::time::timeout(self.timeouts.response, send).await {
-                Ok(Ok(sent)) => {
-                    ep.passive().record_success();
-                    return Ok(self.forwarded(sent, inflight));
-                }
-                Ok(Err(err)) => {
-                    let connect = err.is_connect();
-                    if connect {
-                        self.metrics.connect_errors.inc();
-                        let p = self.passive;
-                        if ep.passive().record_failure(
-                            p.max_failures,
-                            duration_ms(p.cooldown),
-                            now_ms(),
-                        ) {
-                            self.metrics.ejections.inc();
-                            tracing::warn!(
-                                endpoint = ep.url(),
-                                "endpoint ejected after connect errors"
-                            );
-                        }
-                    } else if client_body_failed(err.as_error()) {
-                        return Err(UpstreamFailure::ClientBody);
                     } else {
-                        self.metrics.other_errors.inc();
+                        let mut req =
+                            std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                        *req.uri_mut() = Self::upstream_uri(ep, pq.clone());
+                        self.client
+                            .request(req)
+                            .await
+                            .map(|response| Sent::Hyper(response, None))
+                            .map_err(SendError::Legacy)
                     }
-                    tracing::debug!(endpoint = ep.url(), error = %err, "upstream request failed");
-                    if connect
-                        && can_retry
-                        && !tried_retry
-                        && let Some(next) = self.pick(Some(ep))
-                    {
-                        tried_retry = true;
-                        inflight = next;
-                        if let Some((method, headers)) = &retry_parts {
-                            let mut r = Request::new(ProxyBody::empty());
-                            *r.method_mut() = method.clone();
-                            *r.headers_mut() = headers.clone();
-                            *r.version_mut() = self.version;
-                            attempt = r;
+                };
+                match tokio::time::timeout(self.timeouts.response, send).await {
+                    Ok(Ok(sent)) => {
+                        ep.passive().record_success();
+                        return Ok(self.forwarded(sent, inflight));
+                    }
+                    Ok(Err(err)) => {
+                        let connect = err.is_connect();
+                        if connect {
+                            self.metrics.connect_errors.inc();
+                            let p = self.passive;
+                            if ep.passive().record_failure(
+                                p.max_failures,
+                                duration_ms(p.cooldown),
+                                now_ms(),
+                            ) {
+                                self.metrics.ejections.inc();
+                                tracing::warn!(
+                                    endpoint = ep.url(),
+                                    "endpoint ejected after connect errors"
+                                );
+                            }
+                        } else if client_body_failed(err.as_error()) {
+                            return Err(UpstreamFailure::ClientBody);
+                        } else {
+                            self.metrics.other_errors.inc();
                         }
-                        self.metrics.retries.inc();
-                        continue;
+                        tracing::debug!(endpoint = ep.url(), error = %err, "upstream request failed");
+                        if connect
+                            && can_retry
+                            && !tried_retry
+                            && let Some(next) = self.pick(Some(ep))
+                        {
+                            tried_retry = true;
+                            inflight = next;
+                            if let Some((method, headers)) = &retry_parts {
+                                let mut r = Request::new(ProxyBody::empty());
+                                *r.method_mut() = method.clone();
+                                *r.headers_mut() = headers.clone();
+                                *r.version_mut() = self.version;
+                                attempt = r;
+                            }
+                            self.metrics.retries.inc();
+                            continue;
+                        }
+                        return Err(UpstreamFailure::Unreachable);
                     }
-                    return Err(UpstreamFailure::Unreachable);
-                }
-                Err(_) => {
-                    self.metrics.timeouts.inc();
-                    return Err(UpstreamFailure::Timeout);
+                    Err(_) => {
+                        self.metrics.timeouts.inc();
+                        return Err(UpstreamFailure::Timeout);
+                    }
                 }
             }
         }
