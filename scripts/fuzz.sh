@@ -38,11 +38,18 @@ echo "== built in $(( $(date +%s) - start )) s"
 failed=()
 for t in "${targets[@]}"; do
   work="$target_dir/corpus/$t"
-  mkdir -p "$work" "artifacts/$t"
-  echo "== $t: ${secs} s"
-  if ! cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$work" "$PWD/corpus/$t" -- \
+  log="$target_dir/logs/$t.log"
+  mkdir -p "$work" "artifacts/$t" "$(dirname "$log")"
+  # libFuzzer reports every new input; keep that in a log and show the summary.
+  if cargo +nightly fuzz run --target-dir "$target_dir" "$t" "$work" "$PWD/corpus/$t" -- \
       -max_total_time="$secs" -timeout=25 -print_final_stats=1 \
-      -artifact_prefix="$PWD/artifacts/$t/"; then
+      -artifact_prefix="$PWD/artifacts/$t/" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+    echo "== $t: ok, ${runs:-?} runs in ${secs} s, ${cov:-cov: ?}"
+  else
+    echo "== $t: FAILED (log $log)"
+    tail -n 40 "$log" | cut -c1-300
     failed+=("$t")
   fi
 done
