@@ -4,23 +4,18 @@
 # Binaries: /fairway, /fairway-proxy, /fairway-controller, /fairway-speaker (see deploy/).
 
 # ---- build ----
-FROM rust:1.89-bookworm AS build
+FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools cmake clang \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-# aws-lc-rs (rustls' provider) builds its C code with musl-gcc here.
-ENV CC_x86_64_unknown_linux_musl=musl-gcc \
-    RUSTFLAGS="-C target-feature=+crt-static"
+# scripts/build-static.sh: musl-gcc for aws-lc-rs, +crt-static, stripped; the same script
+# builds the binaries on a Debian host without Docker.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl -p bins \
- && mkdir /out \
- && for b in fairway fairway-proxy fairway-controller fairway-speaker; do \
-      cp target/x86_64-unknown-linux-musl/release/$b /out/; \
-    done
+    --mount=type=cache,target=/cache \
+    STATIC_TARGET_DIR=/cache/target scripts/build-static.sh /out
 
 # ---- runtime ----
 FROM scratch

@@ -64,5 +64,11 @@ rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/ "$CARGO_TARGET_DIR/package
 cargo clean -q "${LIBS[@]/#/--package=}"
 cargo package --locked -q "${LIBS[@]/#/--package=}"
 
+# Every parser of untrusted bytes has a cargo-fuzz target (fuzz/README.md); each runs briefly
+# here, on its committed seeds plus new inputs (nightly; ~13 min cold, ~2 min warm).
+step "fuzz (7 targets x ${FUZZ_SECONDS:-10} s)"
+cargo +nightly --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+
 echo
 echo "== all checks passed"

@@ -93,6 +93,22 @@ pub(crate) struct ResponseHead {
     pub(crate) keep_alive: bool,
 }
 
+/// Whether `buf[from..]` (with up to 2 bytes before `from` for context) holds the blank line
+/// that ends a head (`\n\n` or `\n\r\n`): after an incomplete parse, only then is parsing again
+/// worth it, so a head trickling in byte by byte costs linear time, not quadratic.
+pub(crate) fn head_may_end(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(2).min(buf.len());
+    let tail = &buf[start..];
+    tail.iter().enumerate().any(|(i, &b)| {
+        b == b'\n'
+            && match tail.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => tail.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
+}
+
 /// Parses one response head from the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success returns the head and how many bytes it took. Interim (1xx other than 101)
 /// responses are returned too; the caller skips them.

@@ -470,3 +470,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn head_may_end_sees_the_blank_line_across_the_scan_boundary() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+    // Nothing ends before the last line break.
+    assert!(!head_may_end(&head[..head.len() - 2], 0));
+    // Scanned up to any point before the last byte arrived: the end is still found, even when
+    // `from` splits "\n\r\n".
+    for from in 0..head.len() {
+        assert!(head_may_end(head, from), "from {from}");
+    }
+    assert!(head_may_end(b"HTTP/1.0 200 OK\n\n", 16));
+    assert!(!head_may_end(b"HTTP/1.1 200 OK\r\nx: y\r\n", 0));
+}
+
+proptest! {
+    /// The shortcut never skips a complete head: for any head (CRLF or bare-LF line ends) and
+    /// any scan point before its last byte, the end is seen; a head cut before its final line
+    /// break has no end to see.
+    #[test]
+    fn head_may_end_never_hides_a_complete_head(
+        headers in proptest::collection::vec(("[a-z-]{1,12}", "[ -~]{0,20}"), 0..6),
+        bare_lf in any::<bool>(),
+    ) {
+        let eol = if bare_lf { "\n" } else { "\r\n" };
+        let mut head = format!("HTTP/1.1 200 OK{eol}");
+        for (name, value) in &headers {
+            head.push_str(&format!("{name}: {value}{eol}"));
+        }
+        head.push_str(eol);
+        let head = head.as_bytes();
+        prop_assert!(matches!(parse_response_head(head, &Method::GET), Ok(Some((_, n))) if n == head.len()));
+        for from in 0..head.len() {
+            prop_assert!(head_may_end(head, from), "from {}", from);
+        }
+        prop_assert!(!head_may_end(&head[..head.len() - eol.len()], 0));
+    }
+}

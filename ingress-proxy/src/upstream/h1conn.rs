@@ -22,7 +22,8 @@ use tokio::net::TcpStream;
 
 use super::endpoint::InflightGuard;
 use super::h1codec::{
-    BodyDecoder, CodecError, Decoded, Framing, ResponseHead, parse_response_head,
+    BodyDecoder, CodecError, Decoded, Framing, MAX_HEAD, ResponseHead, head_may_end,
+    parse_response_head,
 };
 use super::h1pool::SendError;
 use crate::body::{BoxError, ProxyBody};
@@ -101,12 +102,19 @@ impl InlineConn {
             });
         }
         let mut received = false;
+        // After an incomplete parse: how far `read` is known to hold no end of head.
+        let mut scanned: Option<usize> = None;
         loop {
-            if !self.read.is_empty() {
-                received = true;
+            let worth_parsing = match scanned {
+                None => true,
+                Some(from) => head_may_end(&self.read, from) || self.read.len() > MAX_HEAD,
+            };
+            received |= !self.read.is_empty();
+            if !self.read.is_empty() && worth_parsing {
                 match parse_response_head(&self.read, method) {
                     Ok(Some((head, len))) => {
                         let _ = self.read.split_to(len);
+                        scanned = None;
                         if head.status.is_informational()
                             && head.status != http::StatusCode::SWITCHING_PROTOCOLS
                         {
@@ -114,7 +122,7 @@ impl InlineConn {
                         }
                         return Ok(head);
                     }
-                    Ok(None) => {}
+                    Ok(None) => scanned = Some(self.read.len()),
                     Err(e) => {
                         return Err(ConnError {
                             error: codec(e),
