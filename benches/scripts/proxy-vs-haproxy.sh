@@ -18,6 +18,7 @@
 #
 # Usage: benches/scripts/proxy-vs-haproxy.sh
 #   env: DURATION=10 WRK_CONNS=64 H2_CONNS=16 H2_STREAMS=32 IDLE_CONNS=10000 (0 skips)
+#        H1_ROUNDS=0 ROUND_SECS=5: also N paired h1 rounds, order rotated, medians compared
 # Needs: nginx (nginx-light), haproxy, wrk, h2load (nghttp2-client), openssl, python3, cargo.
 set -euo pipefail
 
@@ -26,6 +27,8 @@ WRK_CONNS=${WRK_CONNS:-64}
 H2_CONNS=${H2_CONNS:-16}
 H2_STREAMS=${H2_STREAMS:-32}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+H1_ROUNDS=${H1_ROUNDS:-0}
+ROUND_SECS=${ROUND_SECS:-5}
 BASE_PORT=${BASE_PORT:-19000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/fairway-target}
@@ -275,6 +278,38 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "-"; else printf "%.2fx", a/b }'; }
 
+# Paired h1 rounds (H1_ROUNDS > 0): on a small shared VM one run per proxy is at the mercy of
+# whatever else runs at that moment, and the proxy measured first in a round tends to win. Each
+# round runs every proxy once (wrk -d$ROUND_SECS) in an order rotated from round to round; the
+# medians of req per CPU-second and of user-space CPU per request are compared.
+declare -A R_CPU R_USER R_P99
+if [ "$H1_ROUNDS" -gt 0 ]; then
+    user_s() { # $1 = name: user CPU seconds so far
+        local pid=${PID[$1]}
+        if [ "$1" = nginx ]; then pid=$(pgrep -P "$pid" | head -1); fi
+        awk -v hz="$HZ" '{ sub(/.*\) /, ""); printf "%.3f", $12 / hz }' "/proc/$pid/stat"
+    }
+    for round in $(seq "$H1_ROUNDS"); do
+        shift_by=$(( (round - 1) % ${#PROXIES[@]} ))
+        order=("${PROXIES[@]:$shift_by}" "${PROXIES[@]:0:$shift_by}")
+        for p in "${order[@]}"; do
+            start_proxy "$p"
+            url="http://127.0.0.1:${H1PORT[$p]}/"
+            "${CLIENT_CPU[@]}" wrk -t1 -c"$WRK_CONNS" -d1s "$url" >/dev/null
+            c0=$(cpu_s "$p"); u0=$(user_s "$p")
+            out=$("${CLIENT_CPU[@]}" wrk -t1 -c"$WRK_CONNS" -d"${ROUND_SECS}s" --latency "$url")
+            c1=$(cpu_s "$p"); u1=$(user_s "$p")
+            stop_proxy "$p"
+            n=$(awk '/requests in/ { print $1 }' <<<"$out")
+            R_CPU[$p]+="$(awk -v n="$n" -v c="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" 'BEGIN { printf "%.0f", n / c }') "
+            R_USER[$p]+="$(awk -v n="$n" -v a="$u0" -v b="$u1" 'BEGIN { printf "%.2f", (b - a) / n * 1e6 }') "
+            R_P99[$p]+="$(to_ms "$(awk '$1=="99%" { print $2 }' <<<"$out")") "
+        done
+        echo "  round $round (${order[*]}) done" >&2
+    done
+fi
+median() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 echo
 echo "proxy-vs-haproxy: $(nproc) CPUs, proxy pinned to CPU 0, ${DURATION}s per run, load average $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "req/s = seen by the client; req/CPU-s = requests per second of proxy CPU time (user+sys)"
@@ -288,6 +323,19 @@ for p in "${PROXIES[@]}"; do
         "$(awk -v k="${IDLE_RSS[$p]}" 'BEGIN { printf "%.1f", k/1024 }')" "${PER_CONN[$p]}"
 done
 echo
+if [ "$H1_ROUNDS" -gt 0 ]; then
+    echo
+    echo "paired h1 rounds: $H1_ROUNDS x ${ROUND_SECS}s per proxy, order rotated; medians"
+    printf "%-8s | %9s %12s %7s | %s\n" proxy "req/CPU-s" "user us/req" "p99ms" "req/CPU-s per round"
+    for p in "${PROXIES[@]}"; do
+        printf "%-8s | %9s %12s %7s | %s\n" "$p" "$(median "${R_CPU[$p]}")" \
+            "$(median "${R_USER[$p]}")" "$(median "${R_P99[$p]}")" "${R_CPU[$p]}"
+    done
+    for peer in haproxy nginx; do
+        echo "paired, fairway vs $peer: h1 req/CPU-s $(ratio "$(median "${R_CPU[fairway]}")" "$(median "${R_CPU[$peer]}")"), p99 $(ratio "$(median "${R_P99[fairway]}")" "$(median "${R_P99[$peer]}")")"
+    done
+    echo
+fi
 for peer in haproxy nginx; do
     echo "fairway vs $peer: h1 req/s $(ratio "${H1_RPS[fairway]}" "${H1_RPS[$peer]}"), h1 req/CPU-s $(ratio "${H1_CPU[fairway]}" "${H1_CPU[$peer]}"), h1 p99 $(ratio "${H1_P99[fairway]}" "${H1_P99[$peer]}"); h2 req/s $(ratio "${H2_RPS[fairway]}" "${H2_RPS[$peer]}"), h2 req/CPU-s $(ratio "${H2_CPU[fairway]}" "${H2_CPU[$peer]}"), h2 p99 $(ratio "${H2_P99[fairway]}" "${H2_P99[$peer]}")"
 done
