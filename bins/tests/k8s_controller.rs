@@ -16,7 +16,7 @@ use controller_common::pebble::{Pebble, PebbleOptions, free_port, install_crypto
 use controller_common::{KillOnDrop, http_get, metric, verified_handshake};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_testenv::ApiServer;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
@@ -175,16 +175,8 @@ async fn two_controllers_elect_issue_into_the_ingress_secret_allocate_and_fail_o
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "ctl").await.unwrap();
     let class = format!("fairway-{ns}");
-    let ingress_class: IngressClass = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class},
-        "spec": {"controller": "fairway.dev/ingress-controller"}
-    }))
-    .unwrap();
-    Api::<IngressClass>::all(client.clone())
-        .create(&PostParams::default(), &ingress_class)
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(&client, &class, k8s_glue::routes::CONTROLLER_NAME)
+        .await;
     let ingress: Ingress = serde_json::from_value(serde_json::json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "shop", "annotations": {"fairway.dev/acme-resolver": "pebble"}},

@@ -18,9 +18,9 @@ use accept_any::AcceptAny;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_testenv::ApiServer;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use rustls::pki_types::ServerName;
 
 const HOST: &str = "a.example.com";
@@ -30,13 +30,6 @@ const UPSTREAM_IP: &str = "198.51.100.246";
 const UPSTREAM_PORT: u16 = 8080;
 /// A second server of the same upstream, for an endpoint change.
 const SECOND_PORT: u16 = 8081;
-
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
 
 /// nginx inside a network namespace we create, reachable over a veth pair on
 /// 198.51.100.244/30. Needs root, iproute2 and nginx (scripts/test.sh installs them).
@@ -246,7 +239,7 @@ fn certificate_for(host: &str) -> (String, String, Vec<u8>) {
 
 fn tls_secret(name: &str, crt: &str, key: &str) -> Secret {
     Secret {
-        metadata: meta(name),
+        metadata: k8s_testenv::fixtures::meta(name),
         type_: Some("kubernetes.io/tls".into()),
         data: Some(BTreeMap::from([
             ("tls.crt".to_string(), ByteString(crt.as_bytes().to_vec())),
@@ -298,19 +291,8 @@ async fn proxy_routes_from_ingresses_serves_their_secrets_and_404s_after_delete(
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "k8sproxy").await.unwrap();
     let class = format!("fairway-{ns}");
-    Api::<IngressClass>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IngressClass {
-                metadata: meta(&class),
-                spec: Some(IngressClassSpec {
-                    controller: Some(k8s_glue::routes::CONTROLLER_NAME.into()),
-                    ..Default::default()
-                }),
-            },
-        )
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(&client, &class, k8s_glue::routes::CONTROLLER_NAME)
+        .await;
     let _upstream = NetnsUpstream::start();
 
     let pp = PostParams::default();

@@ -12,7 +12,7 @@
 
 mod netns_common;
 
-use netns_common::{require_root, run};
+use netns_common::{node_logs, require_root, run};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -91,16 +91,7 @@ impl Topology {
     }
 
     fn logs(&self) -> String {
-        (0..NODES)
-            .map(|i| {
-                let p = self.dir.path().join(format!("n{}.log", i + 1));
-                format!(
-                    "--- n{} ---\n{}",
-                    i + 1,
-                    std::fs::read_to_string(p).unwrap_or_default()
-                )
-            })
-            .collect()
+        node_logs(self.dir.path(), NODES)
     }
 
     /// Waits until the holders of `vip` satisfy `want`; returns them.

@@ -6,7 +6,7 @@
 
 mod netns_common;
 
-use netns_common::{require_root, run, run_quiet};
+use netns_common::{node_logs, require_root, run, run_quiet};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -249,16 +249,7 @@ address = "{VIP6}"
     }
 
     fn logs(&self) -> String {
-        (0..3)
-            .map(|i| {
-                let p = self.dir.path().join(format!("n{}.log", i + 1));
-                format!(
-                    "--- n{} ---\n{}",
-                    i + 1,
-                    std::fs::read_to_string(p).unwrap_or_default()
-                )
-            })
-            .collect()
+        node_logs(self.dir.path(), 3)
     }
 
     /// Nodes (still running) that have `vip` on their interface.

@@ -30,7 +30,7 @@ use k8s_glue::routes::SERVICE_NAME_LABEL;
 use k8s_glue::{IngressWatcher, KubernetesProvider, WatchConfig};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_testenv::ApiServer;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,20 +77,7 @@ async fn run(n: usize, m: usize) {
         .fresh_namespace(&client, "bench")
         .await
         .expect("namespace");
-    let class = IngressClass {
-        metadata: ObjectMeta {
-            name: Some("fairway".into()),
-            ..Default::default()
-        },
-        spec: Some(IngressClassSpec {
-            controller: Some(CONTROLLER_NAME.into()),
-            ..Default::default()
-        }),
-    };
-    Api::<IngressClass>::all(client.clone())
-        .create(&PostParams::default(), &class)
-        .await
-        .expect("class");
+    k8s_testenv::fixtures::create_ingress_class(&client, "fairway", CONTROLLER_NAME).await;
     let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     let applied = Instant::now();
     futures_util::stream::iter(0..n)

@@ -20,10 +20,10 @@ use k8s_glue::routes::{CONTROLLER_NAME, OurClasses, cert_requests};
 use k8s_glue::secrets::mapping::{EPOCH_ANNOTATION, RESOLVER_ANNOTATION};
 use k8s_glue::{LeaseConfig, LeaseElector, SecretStore, SecretStoreConfig};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_testenv::ApiServer;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use pebble::{Pebble, PebbleOptions, free_port, install_crypto, verify_chain};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -35,22 +35,7 @@ async fn annotated_ingress_is_issued_from_pebble_into_its_secret_and_served_by_r
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "acme").await.unwrap();
     let class = format!("fairway-{ns}");
-    Api::<IngressClass>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &IngressClass {
-                metadata: ObjectMeta {
-                    name: Some(class.clone()),
-                    ..Default::default()
-                },
-                spec: Some(IngressClassSpec {
-                    controller: Some(CONTROLLER_NAME.into()),
-                    ..Default::default()
-                }),
-            },
-        )
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(&client, &class, CONTROLLER_NAME).await;
     let ingress: Ingress = serde_json::from_value(serde_json::json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "shop", "annotations": {"fairway.dev/acme-resolver": "pebble"}},

@@ -10,7 +10,7 @@ use acme_issuer::WantedCert;
 use k8s_glue::controller::{CertRequestsConfig, IngressCertRequests, feed_issuer};
 use k8s_glue::routes::CONTROLLER_NAME;
 use k8s_glue::{SecretStore, SecretStoreConfig};
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_testenv::ApiServer;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
@@ -45,15 +45,7 @@ async fn annotated_ingresses_become_live_requests_and_the_wanted_list() {
     let ns = server.fresh_namespace(&client, "ctl").await.unwrap();
     let other_ns = server.fresh_namespace(&client, "ctl-other").await.unwrap();
     let class = format!("fairway-{ns}");
-    let ingress_class: IngressClass = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class}, "spec": {"controller": CONTROLLER_NAME}
-    }))
-    .unwrap();
-    Api::<IngressClass>::all(client.clone())
-        .create(&PostParams::default(), &ingress_class)
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(&client, &class, CONTROLLER_NAME).await;
 
     let requests = IngressCertRequests::start(
         client.clone(),
@@ -184,15 +176,7 @@ async fn ingress_status_follows_the_published_service_for_our_class_only() {
     let client = server.client().await.unwrap();
     let ns = server.fresh_namespace(&client, "ctl-status").await.unwrap();
     let class = format!("fairway-{ns}");
-    let ingress_class: IngressClass = serde_json::from_value(serde_json::json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class}, "spec": {"controller": CONTROLLER_NAME}
-    }))
-    .unwrap();
-    Api::<IngressClass>::all(client.clone())
-        .create(&PostParams::default(), &ingress_class)
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(&client, &class, CONTROLLER_NAME).await;
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     let pp = PostParams::default();
     // Without the ACME annotation: the requests test watches every namespace at the same time.

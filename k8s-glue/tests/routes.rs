@@ -12,10 +12,10 @@ use k8s_glue::routes::CONTROLLER_NAME;
 use k8s_glue::{IngressWatcher, Published, WatchConfig};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressClassSpec};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_testenv::ApiServer;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -24,25 +24,8 @@ use tokio::time::Instant;
 /// test asserts that an endpoint change does *not* recompile.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    }
-}
-
 async fn ingress_class(client: &Client, name: &str) {
-    let class = IngressClass {
-        metadata: meta(name),
-        spec: Some(IngressClassSpec {
-            controller: Some(CONTROLLER_NAME.into()),
-            ..Default::default()
-        }),
-    };
-    Api::<IngressClass>::all(client.clone())
-        .create(&PostParams::default(), &class)
-        .await
-        .unwrap();
+    k8s_testenv::fixtures::create_ingress_class(client, name, CONTROLLER_NAME).await;
 }
 
 fn ingress(name: &str, class: &str, host: &str, path: &str) -> Ingress {

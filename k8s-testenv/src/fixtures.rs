@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
 use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Metadata with just a name.
@@ -17,6 +18,22 @@ pub fn meta(name: &str) -> ObjectMeta {
         name: Some(name.into()),
         ..Default::default()
     }
+}
+
+/// Creates the cluster-scoped IngressClass `name` for `controller` (tests give each namespace
+/// its own class, so concurrent tests do not pick up each other's Ingresses).
+pub async fn create_ingress_class(client: &kube::Client, name: &str, controller: &str) {
+    let class = IngressClass {
+        metadata: meta(name),
+        spec: Some(IngressClassSpec {
+            controller: Some(controller.into()),
+            ..Default::default()
+        }),
+    };
+    Api::<IngressClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap_or_else(|e| panic!("create IngressClass {name}: {e}"));
 }
 
 /// Sets an existing Node's `Ready` condition (and its `InternalIP`, if given) as the kubelet

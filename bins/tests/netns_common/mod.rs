@@ -46,3 +46,14 @@ pub fn run_quiet(args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The speakers' logs `<dir>/n1.log` … `n<nodes>.log`, each under a `--- nN ---` header, for
+/// assertion messages.
+pub fn node_logs(dir: &std::path::Path, nodes: usize) -> String {
+    (1..=nodes)
+        .map(|n| {
+            let log = std::fs::read_to_string(dir.join(format!("n{n}.log"))).unwrap_or_default();
+            format!("--- n{n} ---\n{log}")
+        })
+        .collect()
+}
