@@ -218,6 +218,12 @@ impl Inner {
             // Deleted: keep serving what we have; the next update recreates the file.
             return Ok(None);
         };
+        if bytes.is_empty() && state.published.is_some_and(|(len, _)| len > 0) {
+            // Emptied, like deleted: most likely another program's non-atomic write (truncate,
+            // then write; Traefik writes acme.json that way) caught half-way. Keep serving what
+            // we have, and do not remember this state, so the finished write is read.
+            return Ok(None);
+        }
         // Remember the content even if it does not parse, so a corrupt file is reported once.
         state.seen = Some(seen);
         if state.published == Some((seen.len, seen.hash)) {

@@ -225,6 +225,42 @@ fn updates_from_other_instances_are_merged_not_lost() {
     assert_eq!(mains(&path, "le").len(), 100);
 }
 
+/// Another program's non-atomic write (truncate, then write) seen half-way leaves an empty file:
+/// the store keeps serving its certificates, and takes the finished write.
+#[test]
+fn an_emptied_file_keeps_the_certificates_until_the_write_finishes() {
+    let certs = |snap: &acme_store::Snapshot| {
+        snap.document()
+            .resolvers
+            .get("le")
+            .map_or(0, |r| r.certificates.len())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acme.json");
+    let writer = FileStore::open(&path, no_watch()).unwrap();
+    add(&writer, "le", "a.example.com").unwrap();
+    let full = std::fs::read(&path).unwrap();
+    let reader = FileStore::open(&path, no_watch()).unwrap();
+    let before = reader.snapshot();
+    assert_eq!(certs(&before), 1);
+    // Truncated…
+    std::fs::write(&path, "").unwrap();
+    assert!(reader.reload().unwrap().is_none());
+    assert_eq!(reader.snapshot().generation(), before.generation());
+    assert_eq!(certs(&reader.snapshot()), 1);
+    // …then written out again: the same content, nothing to publish.
+    std::fs::write(&path, &full).unwrap();
+    assert!(reader.reload().unwrap().is_none());
+    assert_eq!(reader.snapshot().generation(), before.generation());
+    // A real change after that is read.
+    add(&writer, "le", "b.example.com").unwrap();
+    let after = reader
+        .reload()
+        .unwrap()
+        .expect("the finished write is read");
+    assert_eq!(certs(&after), 2);
+}
+
 #[test]
 fn watch_publishes_changes_made_by_another_writer() {
     watch_sees_change(true);
