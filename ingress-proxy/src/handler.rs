@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use ingress_router::RequestView;
 
@@ -52,10 +51,10 @@ pub(crate) struct ConnCtx {
 /// `async fn` keeps its arguments twice in its state (rust-lang/rust#62958), and these futures
 /// nest, each moved into the next, once per request.
 #[allow(clippy::manual_async_fn)] // the request once in the state, not twice
-pub(crate) fn handle(
+pub(crate) fn handle<B: Into<ProxyBody> + Send + 'static>(
     shared: Arc<Shared>,
     conn: Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
     async move {
         if conn.smuggling.load(Ordering::Relaxed) {
@@ -94,11 +93,11 @@ pub(crate) fn handle(
 }
 
 #[allow(clippy::manual_async_fn)] // the request once in the state, not twice
-fn route_and_serve<'a>(
+fn route_and_serve<'a, B: Into<ProxyBody> + Send + 'static>(
     shared: &'a Shared,
     rt: &'a Runtime,
     conn: &'a ConnCtx,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> impl Future<Output = (Response<ProxyBody>, Option<Arc<RouteTarget>>)> + Send + 'a {
     async move {
         let start = Instant::now();
@@ -177,12 +176,12 @@ fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn acme_challenge(
+async fn acme_challenge<B: Into<ProxyBody> + Send + 'static>(
     shared: &Shared,
     rt: &Runtime,
     conn: &ConnCtx,
     token: String,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Response<ProxyBody> {
     if !valid_token(&token) {
         return respond::status(StatusCode::NOT_FOUND);
@@ -205,7 +204,11 @@ async fn acme_challenge(
     }
 }
 
-async fn serve(service: &Service, conn: &ConnCtx, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn serve<B: Into<ProxyBody> + Send + 'static>(
+    service: &Service,
+    conn: &ConnCtx,
+    req: Request<B>,
+) -> Response<ProxyBody> {
     match &service.kind {
         ServiceKind::Static(s) => {
             let mut resp = Response::new(ProxyBody::full(s.body.clone()));
@@ -219,10 +222,10 @@ async fn serve(service: &Service, conn: &ConnCtx, req: Request<Incoming>) -> Res
 }
 
 #[allow(clippy::manual_async_fn)] // the request once in the state, not twice
-fn proxy<'a>(
+fn proxy<'a, B: Into<ProxyBody> + Send + 'static>(
     u: &'a UpstreamService,
     conn: &'a ConnCtx,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
 ) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
     async move {
         let upgrade = if req.version() == Version::HTTP_11 {
@@ -252,7 +255,7 @@ fn proxy<'a>(
                 headers.insert(UPGRADE, up.clone());
             }
         }
-        let req = req.map(ProxyBody::stream);
+        let req = req.map(Into::into);
         match u.forward(req).await {
             Ok(fwd) => {
                 let mut response = fwd.response;

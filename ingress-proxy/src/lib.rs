@@ -33,6 +33,7 @@ mod body;
 mod clock;
 pub mod config;
 pub mod dashboard;
+mod downstream;
 mod error;
 pub mod external;
 mod forwarded;

@@ -21,6 +21,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::clock::now_ms;
 use crate::config::Limits;
+use crate::downstream::h1conn::{self, Control, Outcome};
+use crate::downstream::rewind::Rewind;
 use crate::forwarded::{ConnFacts, canonical_ip};
 use crate::framing::FramingScanner;
 use crate::handler::{ChallengeResponder, ConnCtx, handle};
@@ -161,48 +163,91 @@ async fn serve_connection(
         smuggling: AtomicBool::new(false),
     });
     let activity = Arc::new(AtomicU64::new(now_ms()));
-    let io = TokioIo::new(Tracked {
+    let mut io = Tracked {
         io: conn,
         activity: activity.clone(),
         scanner: Some(FramingScanner::new()),
         ctx: ctx.clone(),
-    });
+    };
+    let mut drain = shared.drain.subscribe();
+    let idle_ms = shared.limits.idle_timeout.as_millis() as u64;
+    let idle = tokio::time::sleep(shared.limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut watch = Supervisor {
+        drain: &mut drain,
+        idle: idle.as_mut(),
+        activity: &activity,
+        idle_ms,
+    };
+    // HTTP/1.1 requests without a body are served inline, until one needs hyper.
+    let control = Control::default();
+    let inline = h1conn::serve(&mut io, &shared, &ctx, &control);
+    let prefix = match watch.run(inline, |_| control.close_soon()).await {
+        None | Some(Outcome::Closed) => return,
+        Some(Outcome::Handoff(prefix)) => prefix,
+    };
+    let io = TokioIo::new(Rewind::new(prefix, io));
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| {
         // Mapped rather than awaited in an `async` block, which would hold the request again.
         handle(svc_shared.clone(), ctx.clone(), req).map(Ok::<_, Infallible>)
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let mut drain = shared.drain.subscribe();
-    let idle_ms = shared.limits.idle_timeout.as_millis() as u64;
-    let idle = tokio::time::sleep(shared.limits.idle_timeout);
-    tokio::pin!(idle);
-    let mut closing = *drain.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
+    let ended = watch
+        .run(conn, |conn| {
+            conn.graceful_shutdown();
+            false
+        })
+        .await;
+    if let Some(Err(e)) = ended {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            _ = drain.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = idle.as_mut(), if !closing => {
-                let elapsed = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
-                if elapsed >= idle_ms {
+}
+
+/// Watches one connection's drain signal and idle timeout while its serving future runs.
+struct Supervisor<'a> {
+    drain: &'a mut watch::Receiver<bool>,
+    idle: Pin<&'a mut tokio::time::Sleep>,
+    activity: &'a AtomicU64,
+    idle_ms: u64,
+}
+
+impl Supervisor<'_> {
+    /// Polls `fut` to its end. On a drain or the idle timeout, `shut` is called once: it starts
+    /// a graceful close and returns whether the future may be dropped at once (nothing in
+    /// flight), in which case the result is `None`.
+    async fn run<F: Future>(
+        &mut self,
+        fut: F,
+        mut shut: impl FnMut(Pin<&mut F>) -> bool,
+    ) -> Option<F::Output> {
+        tokio::pin!(fut);
+        let mut closing = *self.drain.borrow();
+        if closing && shut(fut.as_mut()) {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                out = fut.as_mut() => return Some(out),
+                _ = self.drain.changed(), if !closing => {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
-                } else {
-                    idle.as_mut().reset(
-                        tokio::time::Instant::now() + Duration::from_millis(idle_ms - elapsed),
-                    );
+                    if shut(fut.as_mut()) {
+                        return None;
+                    }
+                }
+                () = self.idle.as_mut(), if !closing => {
+                    let elapsed = now_ms().saturating_sub(self.activity.load(Ordering::Relaxed));
+                    if elapsed >= self.idle_ms {
+                        closing = true;
+                        if shut(fut.as_mut()) {
+                            return None;
+                        }
+                    } else {
+                        self.idle.as_mut().reset(
+                            tokio::time::Instant::now()
+                                + Duration::from_millis(self.idle_ms - elapsed),
+                        );
+                    }
                 }
             }
         }
