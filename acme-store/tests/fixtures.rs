@@ -4,14 +4,60 @@ use std::path::PathBuf;
 
 use acme_store::{AcmeDocument, Format, V1_RESOLVER};
 
-fn fixture(name: &str) -> Vec<u8> {
+fn fixture_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/acme-json");
-    let dir = if dir.exists() {
+    if dir.exists() {
         dir
     } else {
         PathBuf::from("/work/shared/fixtures/acme-json")
-    };
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// Not only the four known by name: every `.json` file in the shared fixture directory parses,
+/// and each one Fairway can write (all but the read-only legacy format) rewrites to its own
+/// bytes, modulo the one trailing newline some of them carry.
+#[test]
+fn every_shared_fixture_parses_and_rewrites_to_its_bytes() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(fixture_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).unwrap();
+        let doc = AcmeDocument::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if doc.format != Format::Legacy {
+            let out = doc.to_json().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(out.as_bytes(), strip_one_newline(&bytes), "{name}");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "certs-dumper-v2-acme.json",
+            "migration-tool-v1.6-acme.json",
+            "migration-tool-v2-new-acme.json",
+            "traefik-v1.7-legacy-acme_example.json",
+        ],
+        "a new fixture: give it a content test below too"
+    );
+}
+
+/// The certs-dumper fixture is the one written by Go with no trailing newline (the notes say so):
+/// it must come back exactly, with nothing stripped.
+#[test]
+fn certs_dumper_fixture_is_reproduced_exactly() {
+    let bytes = fixture("certs-dumper-v2-acme.json");
+    assert_ne!(bytes.last(), Some(&b'\n'));
+    let out = AcmeDocument::parse(&bytes).unwrap().to_json().unwrap();
+    assert_eq!(out.as_bytes(), &bytes[..]);
 }
 
 /// The fixtures other than the certs-dumper one end with a newline that Go's writer never adds.
@@ -146,6 +192,26 @@ fn resolver_named_account_is_v2() {
     assert_eq!(doc.format, Format::V2);
     assert!(doc.resolvers.contains_key("Account"));
     assert!(doc.resolvers.contains_key("le"));
+}
+
+/// Resolvers may carry any name, including the legacy top-level keys: their (object) values are
+/// resolver data, so the file is v2.
+#[test]
+fn resolvers_named_like_legacy_keys_are_v2() {
+    for name in ["DomainsCertificate", "Email", "PrivateKey", "Registration"] {
+        for data in [
+            "{}",
+            "{\n    \"Account\": null,\n    \"Certificates\": null\n  }",
+        ] {
+            let text = format!("{{\n  \"{name}\": {data},\n  \"le\": {{}}\n}}");
+            let doc = AcmeDocument::parse(text.as_bytes()).unwrap();
+            assert_eq!(doc.format, Format::V2, "{text}");
+            assert!(doc.resolvers.contains_key(name), "{text}");
+        }
+    }
+    // The legacy shape itself is still legacy, even without an `Email`.
+    let legacy = br#"{"Email": null, "DomainsCertificate": {"Certs": null}}"#;
+    assert_eq!(AcmeDocument::parse(legacy).unwrap().format, Format::Legacy);
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub fn parse(bytes: &[u8]) -> Result<AcmeDocument, FormatError> {
 /// Detects the generation of a top-level object by the shape of its values.
 pub fn detect(members: &[(String, Value)]) -> Format {
     let legacy = members.iter().any(|(k, v)| {
-        (fold_eq(k, "DomainsCertificate") && matches!(v, Value::Object(_)))
+        (fold_eq(k, "DomainsCertificate") && looks_like_domains_certificate(v))
             || (fold_eq(k, "Email") && matches!(v, Value::String(_)))
             || (fold_eq(k, "PrivateKey") && matches!(v, Value::String(_)))
     });
@@ -82,6 +82,17 @@ pub fn detect(members: &[(String, Value)]) -> Format {
     } else {
         Format::V2
     }
+}
+
+/// A legacy `DomainsCertificate` object (`{"Certs": [...]}`, Go writes `Certs` always) as
+/// opposed to the data of a v2 resolver that happens to be named `DomainsCertificate` (empty,
+/// or holding `Account`/`Certificates`).
+fn looks_like_domains_certificate(v: &Value) -> bool {
+    let Some(members) = v.as_object() else {
+        return false;
+    };
+    let has = |name: &str| members.iter().any(|(k, _)| fold_eq(k, name));
+    has("Certs") || !(members.is_empty() || has("Account") || has("Certificates"))
 }
 
 /// An account object (`Email`, `Registration`, ...) as opposed to a resolver's `StoredData`
