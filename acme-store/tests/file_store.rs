@@ -403,12 +403,29 @@ fn sigkill_at_random_moments_never_loses_acknowledged_updates() {
     let mut kills = 0;
     for run in 0..200 {
         let mut c = child(&path, &format!("k{run}"), usize::MAX);
-        let reader = collect_acks(&mut c);
-        std::thread::sleep(Duration::from_micros(2_000 + rng.next() % 40_000));
+        // Forward the acknowledgements as they come, so the kill can wait for the first one:
+        // every kill then lands inside the update loop (not during process start-up, where
+        // there is nothing to lose), at a random point of some update.
+        let stdout = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("ACK ") {
+                    let _ = tx.send(line[i + 4..].to_owned());
+                }
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("run {run}: the child never completed an update"));
+        std::thread::sleep(Duration::from_micros(rng.next() % 25_000));
         c.kill().unwrap(); // SIGKILL
         c.wait().unwrap();
         kills += 1;
-        acked.lock().unwrap().extend(reader.join().unwrap());
+        reader.join().unwrap();
+        let mut acked_now = vec![first];
+        acked_now.extend(rx.try_iter());
+        acked.lock().unwrap().extend(acked_now);
         // After every kill: the file (if any) parses and holds every acknowledged update.
         if path.exists() {
             let present: HashSet<String> = mains(&path, "r").into_iter().collect();
