@@ -440,3 +440,128 @@ fn import_stores_a_sec1_key_as_pkcs8() {
         "{dumped}"
     );
 }
+
+#[test]
+fn usage_errors_are_one_line_and_exit_2_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.json");
+    let cases: [&[&str]; 5] = [
+        &["acme", "import", "--file", s(&file)],
+        &["acme", "check", "--file", s(&file), "--warn-days", "soon"],
+        &["acme", "list", "--file", s(&file), "--output", "yaml"],
+        &["acme", "lst", "--file", s(&file)],
+        &["acme"],
+    ];
+    for args in cases {
+        let o = fairway(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("fairway: "), "{args:?}: {err}");
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+    let err = stderr(&fairway(cases[0]));
+    assert!(
+        err.contains("--resolver") && err.contains("--cert") && err.contains("--key"),
+        "names what is missing: {err}"
+    );
+    assert!(err.contains("usage: fairway acme import"), "{err}");
+    assert!(stderr(&fairway(cases[1])).contains("'soon'"));
+    assert!(stderr(&fairway(cases[2])).contains("'yaml'"));
+
+    let o = fairway(&["acme", "list", "--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("--output"), "{}", stdout(&o));
+    assert_eq!(code(&fairway(&["--version"])), 0);
+}
+
+/// Names read from the file (resolver, domain) can hold control characters; every problem is
+/// still one line, and undecodable rows are listed with null details.
+#[test]
+fn problems_stay_one_line_each_and_undecodable_rows_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.json");
+    std::fs::write(
+        &file,
+        r#"{"le\nx": {"Account": null, "Certificates": [
+            {"domain": {"main": "evil\nname.example.com"}, "certificate": "Q2VydGlmaWNhdGU=", "key": "Q2VydGlmaWNhdGUgS2V5", "Store": "default"},
+            {"domain": {"main": "nokey.example.com"}, "certificate": "Q2VydGlmaWNhdGU=", "Store": "default"}]}}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let o = fairway(&["acme", "check", "--file", s(&file)]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains(r"resolver `le\nx`, domain `evil\nname.example.com`")
+            && out.contains("undecodable"),
+        "{out}"
+    );
+    assert!(
+        out.contains("domain `nokey.example.com`") && out.contains("undecodable: no key"),
+        "{out}"
+    );
+
+    let o = fairway(&["acme", "list", "--file", s(&file), "--output", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 2, "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["resolver"], "le\nx");
+    assert_eq!(rows[0]["main"], "evil\nname.example.com");
+    assert_eq!(rows[0]["sans"], serde_json::json!([]));
+    for field in ["not_after", "issuer", "key_type"] {
+        assert!(rows[0][field].is_null(), "{field}: {}", rows[0]);
+    }
+    assert_eq!(rows[0]["store"], "default");
+
+    // dump writes what it can and exits 1 for the entry it had to skip.
+    let dest = dir.path().join("out");
+    let o = fairway(&["acme", "dump", "--file", s(&file), "--dest", s(&dest)]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("domain `nokey.example.com`") && stderr(&o).contains("skipped"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dest.join("certs/nokey.example.com.crt").exists());
+}
+
+#[test]
+fn migrate_converts_the_legacy_fixture_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.json");
+    let original = std::fs::read(fixture("traefik-v1.7-legacy-acme_example.json")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Legacy files are read-only: import refuses and points at migrate.
+    let a = valid(dir.path(), "a", &["a.example.com"], false);
+    let o = import(&file, "default", &a);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("fairway acme migrate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), original);
+
+    let o = fairway(&["acme", "migrate", "--file", s(&file), "--resolver", "le"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("acme.json.legacy.bak")).unwrap(),
+        original
+    );
+    let o = fairway(&["acme", "list", "--file", s(&file), "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(rows[0]["resolver"], "le");
+    assert_eq!(rows[0]["main"], "local1.com");
+    assert_eq!(rows[0]["store"], "default");
+    // Now v2: import works and keeps the migrated certificate.
+    assert_eq!(code(&import(&file, "le", &a)), 0);
+    let o = fairway(&["acme", "list", "--file", s(&file), "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+}

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    bins::cli::run(bins::cli::Cli::parse())
+    bins::cli::main(std::env::args_os())
 }

@@ -143,10 +143,28 @@ pub fn run(cmd: AcmeCommand) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("fairway acme: {e}");
+            eprintln!("fairway acme: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// `what` on one line: control characters (a newline in a path, a resolver or domain name read
+/// from the file) are shown escaped, so every error and every problem stays one line.
+fn one_line(what: impl fmt::Display) -> String {
+    let text = what.to_string();
+    if !text.contains(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn options(args: &StoreArgs) -> FileStoreOptions {
@@ -207,7 +225,10 @@ fn list(
     };
     let _ = out.write_all(text.as_bytes());
     for p in snap.problems().iter().filter(|p| wanted(&p.resolver)) {
-        eprintln!("fairway acme: {}: {p}", args.file.display());
+        eprintln!(
+            "fairway acme: {}",
+            one_line(format_args!("{}: {p}", args.file.display()))
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -321,9 +342,12 @@ fn dump(args: &StoreArgs, dest: &Path) -> Result<ExitCode, Failure> {
                 .map(|(cert, key)| (decode_base64(cert), decode_base64(key)));
             let (Some((Ok(cert), Ok(key))), false) = (decoded, c.domain.main.is_empty()) else {
                 eprintln!(
-                    "fairway acme: {}: resolver `{resolver}`, domain `{}` (certificate #{i}): skipped, certificate or key missing or not base64",
-                    args.file.display(),
-                    c.domain.main
+                    "fairway acme: {}",
+                    one_line(format_args!(
+                        "{}: resolver `{resolver}`, domain `{}` (certificate #{i}): skipped, certificate or key missing or not base64",
+                        args.file.display(),
+                        c.domain.main
+                    ))
                 );
                 skipped += 1;
                 continue;
@@ -335,7 +359,10 @@ fn dump(args: &StoreArgs, dest: &Path) -> Result<ExitCode, Failure> {
         }
     }
     for p in snap.problems() {
-        eprintln!("fairway acme: {}: {p}", args.file.display());
+        eprintln!(
+            "fairway acme: {}",
+            one_line(format_args!("{}: {p}", args.file.display()))
+        );
     }
     println!("dumped {written} certificate(s) to {}", dest.display());
     Ok(if skipped == 0 {
@@ -391,20 +418,20 @@ fn import(args: &StoreArgs, resolver: &str, cert: &Path, key: &Path) -> Result<E
 
 fn check(args: &StoreArgs, warn_days: u64, now: SystemTime) -> Result<ExitCode, Failure> {
     let snap = load(args)?;
-    let file = args.file.display();
+    let file = one_line(args.file.display());
     let warn = Duration::from_secs(warn_days.saturating_mul(86_400));
     let mut problems = 0;
     for p in snap.problems() {
-        println!("{file}: {p}");
+        println!("{file}: {}", one_line(p));
         problems += 1;
     }
     for e in snap.entries() {
-        let label = format!(
+        let label = one_line(format_args!(
             "resolver `{}`, domain `{}` (certificate #{})",
             e.resolver(),
             e.main(),
             e.index()
-        );
+        ));
         if e.not_after() < now {
             println!("{file}: {label}: expired on {}", rfc3339(e.not_after()));
             problems += 1;
