@@ -134,6 +134,24 @@ fn import_creates_the_file_and_list_shows_it() {
     assert_eq!(rows[1]["key_type"], "RSA2048");
     let keys: Vec<_> = rows[0].as_object().unwrap().keys().cloned().collect();
     assert_eq!(keys.len(), 7, "{keys:?}");
+    // The fields come in the documented order.
+    let text = stdout(&o);
+    let first = &text[..text.find('}').unwrap()];
+    let at = |k: &str| first.find(&format!("\"{k}\":")).unwrap_or(usize::MAX);
+    let order = [
+        "resolver",
+        "main",
+        "sans",
+        "not_after",
+        "issuer",
+        "key_type",
+        "store",
+    ];
+    assert!(
+        order.windows(2).all(|w| at(w[0]) < at(w[1])),
+        "field order: {first}"
+    );
+    assert!(not_after_is_utc(rows[0]["not_after"].as_str().unwrap()));
 
     let o = fairway(&["acme", "list", "--file", s(&file), "--resolver", "other"]);
     assert_eq!(code(&o), 0);
@@ -564,4 +582,9 @@ fn migrate_converts_the_legacy_fixture_with_a_backup() {
     let o = fairway(&["acme", "list", "--file", s(&file), "--output", "json"]);
     let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
+}
+
+/// `fairway acme list` writes UTC timestamps: `…Z`.
+fn not_after_is_utc(t: &str) -> bool {
+    t.ends_with('Z') && t.len() == "2026-01-01T00:00:00Z".len()
 }

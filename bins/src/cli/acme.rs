@@ -218,7 +218,7 @@ fn list(
     let mut out = std::io::stdout().lock();
     let text = match output {
         OutputFormat::Json => {
-            let items: Vec<serde_json::Value> = rows.iter().map(Row::json).collect();
+            let items: Vec<JsonRow<'_>> = rows.iter().map(Row::json).collect();
             serde_json::to_string_pretty(&items).unwrap_or_default() + "\n"
         }
         OutputFormat::Table => table(&rows),
@@ -233,23 +233,38 @@ fn list(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One element of `fairway acme list --output json`, fields in the documented order. The
+/// decoded details are `null` for an entry that cannot be decoded.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    resolver: &'a str,
+    main: &'a str,
+    sans: &'a [String],
+    /// RFC 3339, UTC.
+    not_after: Option<String>,
+    issuer: Option<&'a str>,
+    /// Traefik's `keyType` spelling: `EC256`, `RSA4096`, ...
+    key_type: Option<String>,
+    store: &'a str,
+}
+
 struct Row<'a> {
     resolver: &'a str,
     stored: &'a StoredCert,
     entry: Option<&'a CertEntry>,
 }
 
-impl Row<'_> {
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "resolver": self.resolver,
-            "main": self.stored.domain.main,
-            "sans": self.stored.domain.sans,
-            "not_after": self.entry.map(|e| rfc3339(e.not_after())),
-            "issuer": self.entry.map(CertEntry::issuer),
-            "key_type": self.entry.map(|e| e.key_type().to_string()),
-            "store": self.stored.store,
-        })
+impl<'a> Row<'a> {
+    fn json(&self) -> JsonRow<'a> {
+        JsonRow {
+            resolver: self.resolver,
+            main: &self.stored.domain.main,
+            sans: &self.stored.domain.sans,
+            not_after: self.entry.map(|e| rfc3339(e.not_after())),
+            issuer: self.entry.map(CertEntry::issuer),
+            key_type: self.entry.map(|e| e.key_type().to_string()),
+            store: &self.stored.store,
+        }
     }
 
     fn cells(&self) -> [String; 7] {
