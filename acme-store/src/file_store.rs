@@ -1,7 +1,8 @@
 //! The `acme.json` file store: locked read-modify-write, atomic replacement, 0600, and a watch
 //! that picks up other processes' changes (Traefik never re-reads, #8248).
 //!
-//! Every update takes an exclusive `flock` on `<file>.lock` (a separate file, because the store
+//! Every update takes an exclusive `flock` on `<file>.lock` beside the file (beside the target
+//! when the store path is a symlink; a separate file, because the store
 //! itself is replaced by `rename` and a lock on a replaced inode protects nothing), re-reads the
 //! store under the lock, applies the change, writes a temporary file in the same directory,
 //! fsyncs it, renames it over the store and fsyncs the directory. A crash at any moment leaves
@@ -65,7 +66,6 @@ struct Seen {
 
 struct Inner {
     path: PathBuf,
-    lock_path: PathBuf,
     options: FileStoreOptions,
     publisher: Publisher,
     /// Serialises updates and reloads inside this process (the flock serialises processes).
@@ -100,14 +100,12 @@ impl FileStore {
     /// first update); an empty file too. Corrupt JSON is an error naming line and column.
     pub fn open(path: impl Into<PathBuf>, options: FileStoreOptions) -> Result<Self, Error> {
         let path = path.into();
-        let lock_path = lock_path_for(&path);
         let (doc, seen) = match read_file(&path, options.allow_insecure_permissions)? {
             Some((bytes, seen)) => (parse(&path, &bytes)?, Some(seen)),
             None => (AcmeDocument::default(), None),
         };
         let inner = Arc::new(Inner {
             path,
-            lock_path,
             publisher: Publisher::new(doc),
             state: Mutex::new(State {
                 seen,
@@ -152,7 +150,7 @@ impl CertStore for FileStore {
 impl Inner {
     fn update(&self, f: &mut UpdateFn<'_>) -> Result<Arc<Snapshot>, Error> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = lock_exclusive(&self.lock_path)?;
+        let lock = lock_store(&self.path)?;
 
         // Re-read under the lock: another process may have written since we last looked.
         let current = read_file(&self.path, self.options.allow_insecure_permissions)?;
@@ -235,6 +233,14 @@ impl Inner {
     }
 }
 
+/// Takes the store's write lock: an exclusive `flock` on the lock file beside the file the store
+/// path leads to. Symlinks are followed first (as the write does), so processes that reach the
+/// same file by different paths (a symlink and its target, a re-pointed `..data` link) share one
+/// lock rather than each locking a different file beside its own path.
+fn lock_store(path: &Path) -> Result<File, Error> {
+    lock_exclusive(&lock_path_for(&resolve_symlinks(path)?))
+}
+
 /// `<dir>/<name>.lock`: the lock file beside the store.
 fn lock_path_for(path: &Path) -> PathBuf {
     let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
@@ -280,7 +286,7 @@ impl FileStore {
         resolver: &str,
         options: &FileStoreOptions,
     ) -> Result<Migration, Error> {
-        let _lock = lock_exclusive(&lock_path_for(path))?;
+        let _lock = lock_store(path)?;
         let Some((bytes, _)) = read_file(path, options.allow_insecure_permissions)? else {
             return Ok(Migration::AlreadyV2);
         };

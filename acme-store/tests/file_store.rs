@@ -99,6 +99,26 @@ fn a_symlinked_store_is_written_through_and_stays_a_link() {
     );
     assert_eq!(mains(&real, "le"), ["a.example.com", "b.example.com"]);
     assert_eq!(mode(&real), 0o600);
+    // The lock is beside the file itself, so writers reaching it through the link and through
+    // its real path share one lock and never lose each other's updates.
+    assert!(real_dir.join("acme.json.lock").exists());
+    assert!(!dir.path().join("acme.json.lock").exists());
+    let writers: Vec<_> = [link.clone(), real.clone(), link.clone(), real.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(t, path)| {
+            std::thread::spawn(move || {
+                let store = FileStore::open(&path, no_watch()).unwrap();
+                for i in 0..25 {
+                    add(&store, "le", &format!("t{t}-{i}.example.com")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(mains(&real, "le").len(), 102);
 }
 
 #[test]
