@@ -1,8 +1,11 @@
 //! The admin dashboard in a real browser: `fairway-proxy` with several routes and an
 //! `acme.json` of certificates (one expiring in 5 days), opened in headless Chromium through
 //! `chromedriver` (WebDriver). Checks that routers and certificates appear, that the explain
-//! box answers a typed URL, and that the expiring certificate is flagged; saves a screenshot
-//! to `$CARGO_TARGET_TMPDIR/dashboard/dashboard.png`.
+//! box answers a typed URL, that the expiring certificate is flagged and that routers show
+//! their requests and errors per second under live traffic; walks every admin endpoint for
+//! private key material; saves screenshots under the test's output directory,
+//! `$CARGO_TARGET_TMPDIR/dashboard/` (`dashboard.png`, `controller.png`, `speaker.png`), and
+//! checks each is a PNG of the browser window's size.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` packages.
 
@@ -155,8 +158,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A self-signed certificate for `names` valid until `now + days_left`, as a store entry.
-fn certificate(names: &[&str], days_left: i64) -> StoredCert {
+/// A self-signed certificate for `names` valid until `now + days_left`, as a store entry, and
+/// its private key (PEM).
+fn certificate(names: &[&str], days_left: i64) -> (StoredCert, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -169,16 +173,28 @@ fn certificate(names: &[&str], days_left: i64) -> StoredCert {
     params.distinguished_name = dn;
     let cert = params.self_signed(&key).unwrap();
     let sans: Vec<String> = names[1..].iter().map(|s| s.to_string()).collect();
-    StoredCert::from_pem(names[0], &sans, &cert.pem(), &key.serialize_pem())
+    let key_pem = key.serialize_pem();
+    (
+        StoredCert::from_pem(names[0], &sans, &cert.pem(), &key_pem),
+        key_pem,
+    )
 }
 
-fn write_fixture(dir: &Path, admin_extra: &str) -> PathBuf {
+/// The proxy's configuration and `acme.json` in `dir`; returns the configuration file and the
+/// private keys (PEM) of the certificates in the store.
+fn write_fixture(dir: &Path, admin_extra: &str) -> (PathBuf, Vec<String>) {
     let mut doc = AcmeDocument::default();
     let le = doc.resolvers.entry("le".into()).or_default();
-    le.certificates
-        .push(certificate(&["app.example.com", "www.example.com"], 62));
-    le.certificates.push(certificate(&["soon.example.com"], 5));
-    le.certificates.push(certificate(&["api.example.com"], 80));
+    let mut keys = Vec::new();
+    for (names, days) in [
+        (&["app.example.com", "www.example.com"][..], 62),
+        (&["soon.example.com"][..], 5),
+        (&["api.example.com"][..], 80),
+    ] {
+        let (cert, key) = certificate(names, days);
+        le.certificates.push(cert);
+        keys.push(key);
+    }
     let store = dir.join("acme.json");
     std::fs::write(&store, doc.to_json().unwrap()).unwrap();
     // The store refuses key files others could read.
@@ -217,6 +233,10 @@ entrypoints = ["websecure"]
 rule = "Host(`legacy.example.com`)"
 service = "legacy"
 entrypoints = ["internal"]
+[routers.status]
+rule = "Host(`status.example.com`)"
+service = "api"
+entrypoints = ["internal"]
 
 [services.app]
 load_balancer = "round_robin"
@@ -239,7 +259,91 @@ address = "127.0.0.1:0"
             + admin_extra,
     )
     .unwrap();
-    config
+    (config, keys)
+}
+
+/// The base64 body of a PEM block, as one line (how it would appear in JSON or text).
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// Asserts that none of `keys` (PEM), nor a long slice of one, is in `body`.
+fn assert_no_key_material(what: &str, body: &str, keys: &[String]) {
+    assert!(!body.contains("PRIVATE KEY"), "{what} carries a PEM key");
+    for key in keys {
+        let b64 = pem_body(key);
+        assert!(!body.contains(&b64), "{what} carries a private key");
+        for start in (0..b64.len().saturating_sub(40)).step_by(40) {
+            assert!(
+                !body.contains(&b64[start..start + 40]),
+                "{what} carries private key bytes"
+            );
+        }
+    }
+}
+
+/// Checks that `path` holds a PNG (signature and `IHDR`) of at least `min_w` x `min_h` pixels.
+fn assert_png(path: &Path, min_w: u32, min_h: u32) {
+    let png = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("screenshot {} not saved: {e}", path.display()));
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+    assert_eq!(&png[12..16], b"IHDR", "{}", path.display());
+    let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert!(
+        w >= min_w && h >= min_h,
+        "{}: {w}x{h}, want at least {min_w}x{min_h}",
+        path.display()
+    );
+}
+
+/// Where the screenshots go: the test's output directory (Cargo's per-package scratch
+/// directory for integration tests, under the target directory).
+fn screenshot_dir() -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out).unwrap();
+    out
+}
+
+/// Sends requests for `host` to `port` from a thread until dropped: live traffic, so the
+/// routers' per-second rates are not zero while the page is open.
+struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Traffic {
+    fn start(port: u16, host: &'static str) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut sent = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _) = request(port, host, "GET", "/", None);
+                assert_eq!(status, 200, "traffic to {host}");
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Starts `fairway-proxy` and returns it with its admin port and entrypoint ports (from the
@@ -429,8 +533,10 @@ impl Drop for Browser {
 #[test]
 fn dashboard_shows_routes_certificates_explain_and_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_fixture(dir.path(), "");
+    let (config, keys) = write_fixture(dir.path(), "");
     let (proxy, admin, entrypoints) = start_proxy(&config);
+    // Live traffic to `status` (a fixed 200) for the routers' per-second rates.
+    let traffic = Traffic::start(entrypoints["internal"], "status.example.com");
 
     // Two refused connections eject the `legacy` endpoint (max_failures = 2).
     for _ in 0..2 {
@@ -462,11 +568,91 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     });
     assert_eq!(certs["certificates"][0]["domain"], "soon.example.com");
     assert_eq!(certs["certificates"][0]["status"], "expiring");
-    let (_, all) = http(admin, "GET", "/api/v1/certificates", None);
-    assert!(!all.contains("PRIVATE KEY"));
-    // The unversioned alias still answers.
+    // The paths the issue names, unversioned, are the current version's documents.
     let routes = get_json(admin, "/api/routes");
-    assert_eq!(routes["routers"].as_array().unwrap().len(), 5);
+    assert_eq!(routes["api_version"], 1);
+    assert_eq!(routes["routers"].as_array().unwrap().len(), 6);
+    // The same routers as `/api/v1/routes` (the rates move between the two requests).
+    let shape = |doc: &Value| -> Vec<Value> {
+        doc["routers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                json!([
+                    r["name"],
+                    r["rule"],
+                    r["source"],
+                    r["service"],
+                    r["entrypoints"],
+                    r["tls"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(shape(&routes), shape(&get_json(admin, "/api/v1/routes")));
+    for path in ["/api/services", "/api/certificates", "/api/vips"] {
+        let v = get_json(admin, path);
+        assert_eq!(v["api_version"], 1, "{path}");
+    }
+    assert_eq!(
+        get_json(admin, "/api/certificates")["certificates"],
+        get_json(admin, "/api/v1/certificates")["certificates"]
+    );
+    let explained = get_json(
+        admin,
+        "/api/explain?url=status.example.com%2F&entrypoint=internal",
+    );
+    assert_eq!(explained["results"][0]["matched"]["router"], "status");
+
+    // Requests and errors per second, sampled by the proxy: the `status` router under live
+    // traffic has a request rate and no error rate.
+    let status_rate = wait_for(
+        "a request rate for `status`",
+        Duration::from_secs(20),
+        || {
+            let v = get_json(admin, "/api/v1/routes");
+            let r = v["routers"]
+                .as_array()?
+                .iter()
+                .find(|r| r["name"] == "status")?
+                .clone();
+            (r["requests_per_second"].as_f64()? > 1.0).then_some(r)
+        },
+    );
+    assert_eq!(status_rate["errors_per_second"], 0.0, "{status_rate}");
+    assert!(status_rate["rate_window_seconds"].as_f64().unwrap() > 0.0);
+
+    // No private key anywhere: every endpoint of the admin listener, with the real store.
+    let mut endpoints: Vec<String> = [
+        "/",
+        "/dashboard/",
+        "/dashboard/app.js",
+        "/dashboard/app.css",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api",
+        "/api/v1",
+    ]
+    .map(String::from)
+    .to_vec();
+    for doc in [
+        "problems",
+        "routes",
+        "services",
+        "certificates",
+        "vips",
+        "explain?url=https%3A%2F%2Fsoon.example.com%2F",
+    ] {
+        endpoints.push(format!("/api/v1/{doc}"));
+        endpoints.push(format!("/api/{doc}"));
+    }
+    for path in &endpoints {
+        let (status, body) = http(admin, "GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        assert_no_key_material(path, &body, &keys);
+    }
 
     let browser = Browser::start();
     browser.goto(&format!("http://127.0.0.1:{admin}/"));
@@ -498,13 +684,39 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
 
     // Routers.
     let routers = browser.text("#routes tbody");
-    for name in ["app", "api", "soon", "shadow", "legacy"] {
+    for name in ["app", "api", "soon", "shadow", "legacy", "status"] {
         assert!(
             routers.contains(name),
             "router {name} missing from: {routers}"
         );
     }
     assert!(routers.contains("Host(`api.example.com`) && PathPrefix(`/v1`)"));
+    // Each router's rule, source, entrypoints, TLS and target service are in its row.
+    let api_row = browser.text("#routes tr[data-router=\"api\"]");
+    for want in ["websecure", "yes (le)", "file"] {
+        assert!(api_row.contains(want), "{want} missing from: {api_row}");
+    }
+    // Requests per second of the router under traffic, as the page shows it (a rate with a
+    // decimal, not a counter), and an error rate for the refused `legacy` endpoint's router.
+    let rps = wait_for(
+        "the page to show a request rate",
+        Duration::from_secs(20),
+        || {
+            let t = browser.script(
+            "return document.querySelector('#routes tr[data-router=\"status\"] td.rps').textContent",
+        );
+            let v: f64 = t.as_str()?.parse().ok()?;
+            (v > 1.0).then_some(t)
+        },
+    );
+    assert!(rps.as_str().unwrap().contains('.'), "{rps}");
+    let legacy_errors = browser.script(
+        "return document.querySelector('#routes tr[data-router=\"legacy\"] td.eps').textContent",
+    );
+    assert!(
+        legacy_errors.as_str().unwrap().parse::<f64>().is_ok(),
+        "{legacy_errors}"
+    );
 
     // Certificates, with the expiring one marked.
     let certs = browser.text("#certificates tbody");
@@ -521,6 +733,9 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
         "return document.querySelector('#certificates tr[data-domain=\"soon.example.com\"]').className",
     );
     assert_eq!(soon_class, "expiring");
+    // The proxy only serves certificates: it points to the issuer for renewal facts.
+    let soon_row = browser.text("#certificates tr[data-domain=\"soon.example.com\"]");
+    assert!(soon_row.contains("see controller"), "{soon_row}");
     let bar_class = browser.script(
         "return document.querySelector('#certificates tr[data-domain=\"soon.example.com\"] .fill').className",
     );
@@ -549,11 +764,13 @@ fn dashboard_shows_routes_certificates_explain_and_problems() {
     // On `web` the api router is not attached: nothing matches there.
     assert!(answer.contains("no route matches"), "{answer}");
 
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    std::fs::create_dir_all(&out).unwrap();
-    let shot = out.join("dashboard.png");
+    let shot = screenshot_dir().join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
     browser.screenshot(&shot);
+    assert_png(&shot, 800, 600);
     eprintln!("screenshot: {}", shot.display());
+    drop(browser);
+    drop(traffic);
 }
 
 #[test]
@@ -562,7 +779,7 @@ fn dashboard_asks_for_the_admin_token() {
     let token = "dashboard-e2e-token-0123456789";
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let config = write_fixture(
+    let (config, _) = write_fixture(
         dir.path(),
         &format!("token_file = {:?}\n", token_file.display().to_string()),
     );
@@ -570,7 +787,14 @@ fn dashboard_asks_for_the_admin_token() {
     // Probes and the page are open; data is not.
     assert_eq!(http(admin, "GET", "/healthz", None).0, 200);
     assert_eq!(http(admin, "GET", "/", None).0, 200);
-    for path in ["/api/v1", "/api/v1/certificates", "/api/routes", "/metrics"] {
+    for path in [
+        "/api/v1",
+        "/api/v1/certificates",
+        "/api/routes",
+        "/api/certificates",
+        "/api/explain?url=x",
+        "/metrics",
+    ] {
         assert_eq!(http(admin, "GET", path, None).0, 401, "{path}");
     }
 
@@ -603,7 +827,7 @@ fn dashboard_asks_for_the_admin_token() {
 #[test]
 fn controller_dashboard_shows_leadership_and_renewal_windows() {
     let dir = tempfile::tempdir().unwrap();
-    write_fixture(dir.path(), "");
+    let (_, keys) = write_fixture(dir.path(), "");
     let admin = free_port();
     // Nothing listens here: every ACME call fails fast, which the page must show.
     let closed = free_port();
@@ -650,6 +874,14 @@ main = "soon.example.com"
         (v["is_leader"] == true && !v["last_error"].is_null()).then_some(v)
     });
     assert_eq!(acme["managed_certificates"], 2);
+    // The leader names itself (file mode: the lock names no holder to standbys).
+    let identity = acme["identity"].as_str().unwrap().to_owned();
+    assert!(identity.contains(':'), "host:pid, got {identity}");
+    assert_eq!(acme["leader"], identity.as_str());
+    assert!(
+        acme["election"].as_str().unwrap().starts_with("lock file "),
+        "{acme}"
+    );
     let index = get_json(admin, "/api/v1");
     assert_eq!(index["component"], "controller");
     let certs = get_json(admin, "/api/v1/certificates");
@@ -662,8 +894,24 @@ main = "soon.example.com"
         .clone();
     assert!(app["next_renewal"]["earliest"].is_string(), "{app}");
     assert!(app["last_renewal"]["outcome"].is_string(), "{app}");
-    let (_, all) = http(admin, "GET", "/api/v1/certificates", None);
-    assert!(!all.contains("PRIVATE KEY"));
+    for path in [
+        "/",
+        "/dashboard/app.js",
+        "/healthz",
+        "/metrics",
+        "/api",
+        "/api/v1",
+        "/api/v1/certificates",
+        "/api/certificates",
+        "/api/v1/acme",
+        "/api/acme",
+        "/api/v1/problems",
+        "/api/problems",
+    ] {
+        let (status, body) = http(admin, "GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        assert_no_key_material(path, &body, &keys);
+    }
 
     let browser = Browser::start();
     browser.goto(&format!("http://127.0.0.1:{admin}/"));
@@ -672,6 +920,7 @@ main = "soon.example.com"
     });
     assert_eq!(browser.text("#component"), "controller");
     assert!(browser.text("#acme-leadership").contains("ACME leader"));
+    assert_eq!(browser.text("#acme-leader-name"), identity);
     assert!(browser.text("#acme-error").contains("last error"));
     // The proxy-only sections are hidden.
     assert_eq!(
@@ -683,10 +932,10 @@ main = "soon.example.com"
     let app_row = browser.text("#certificates tr[data-domain=\"app.example.com\"]");
     assert!(app_row.contains("between"), "{app_row}");
 
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    std::fs::create_dir_all(&out).unwrap();
-    let shot = out.join("controller.png");
+    let shot = screenshot_dir().join("controller.png");
+    let _ = std::fs::remove_file(&shot);
     browser.screenshot(&shot);
+    assert_png(&shot, 800, 600);
     eprintln!("screenshot: {}", shot.display());
 }
 
@@ -765,6 +1014,7 @@ fn speaker_dashboard_shows_vips_nodes_and_failovers() {
 
     let vips = get_json(admin, "/api/v1/vips");
     assert_eq!(vips["vips"][0]["last_failover"]["duration_ms"], 2_150);
+    assert_eq!(get_json(admin, "/api/vips"), vips);
 
     let browser = Browser::start();
     browser.goto(&format!("http://127.0.0.1:{admin}/"));
@@ -788,10 +1038,10 @@ fn speaker_dashboard_shows_vips_nodes_and_failovers() {
         browser.script("return document.getElementById('certificates').hidden"),
         true
     );
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    std::fs::create_dir_all(&out).unwrap();
-    let shot = out.join("speaker.png");
+    let shot = screenshot_dir().join("speaker.png");
+    let _ = std::fs::remove_file(&shot);
     browser.screenshot(&shot);
+    assert_png(&shot, 800, 600);
     eprintln!("screenshot: {}", shot.display());
     drop(browser);
     rt.shutdown_background();

@@ -1,46 +1,22 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/routes`.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, and the dashboard with its JSON API
+//! (`/api/v1/...` and the unversioned `/api/...`, answered by [`crate::admin_api`]).
 //!
 //! Served on its own listener (loopback by default) so it is never reachable through a public
-//! entrypoint.
+//! entrypoint. Read-only: anything but `GET`/`HEAD` is refused.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
 use crate::server::Shared;
-use crate::upstream::service::ServiceKind;
-
-#[derive(Serialize)]
-struct EndpointDoc {
-    url: String,
-    available: bool,
-    ejected: bool,
-    active_down: bool,
-    inflight: u32,
-}
-
-#[derive(Serialize)]
-struct ServiceDoc<'a> {
-    name: &'a str,
-    kind: &'static str,
-    endpoints: Vec<EndpointDoc>,
-}
-
-#[derive(Serialize)]
-struct RoutesResponse<'a> {
-    routers: &'a [crate::runtime::RouterDoc],
-    services: Vec<ServiceDoc<'a>>,
-}
 
 fn text(
     status: StatusCode,
@@ -54,23 +30,25 @@ fn text(
     r
 }
 
-fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+/// Answers one admin request (`GET`/`HEAD` only; everything else is `405`).
+pub(crate) fn answer(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response<ProxyBody> {
+    if method != Method::GET && method != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
         );
     }
-    if let Some(resp) = crate::admin_api::answer(
-        shared,
-        req.uri(),
-        req.headers(),
-        std::time::SystemTime::now(),
-    ) {
+    if let Some(resp) = crate::admin_api::answer(shared, uri, headers, std::time::SystemTime::now())
+    {
         return resp;
     }
-    match req.uri().path() {
+    match uri.path() {
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -84,53 +62,32 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
             }
         }
-        "/api/routes" => {
-            let rt = shared.runtime.load();
-            let now = now_ms();
-            let services = rt
-                .services
-                .iter()
-                .map(|(name, svc)| match &svc.kind {
-                    ServiceKind::Static(_) => ServiceDoc {
-                        name,
-                        kind: "static",
-                        endpoints: Vec::new(),
-                    },
-                    ServiceKind::Upstream(u) => ServiceDoc {
-                        name,
-                        kind: "upstream",
-                        endpoints: u
-                            .set
-                            .load()
-                            .endpoints
-                            .iter()
-                            .map(|ep| EndpointDoc {
-                                url: ep.url().to_owned(),
-                                available: ep.is_available(now),
-                                ejected: ep.passive().is_ejected(now),
-                                active_down: ep.is_active_down(),
-                                inflight: ep.inflight(),
-                            })
-                            .collect(),
-                    },
-                })
-                .collect();
-            let doc = RoutesResponse {
-                routers: &rt.router_docs(),
-                services,
-            };
-            match serde_json::to_vec_pretty(&doc) {
-                Ok(json) => text(StatusCode::OK, "application/json", json),
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "error\n"),
-            }
-        }
         _ => text(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n"),
+    }
+}
+
+/// Samples the router counters once per [`crate::admin_api::SAMPLE_INTERVAL`] for the
+/// per-second rates, until the drain signal.
+async fn sample_rates(shared: Arc<Shared>) {
+    let mut drain = shared.drain.subscribe();
+    let mut tick = tokio::time::interval(crate::admin_api::SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = drain.changed() => break,
+        }
+        let rt = shared.runtime.load();
+        shared
+            .dashboard
+            .sample_rates(&rt, &shared.metrics, now_ms());
     }
 }
 
 /// Serves the admin API until the drain signal.
 pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
     let mut drain = shared.drain.subscribe();
+    tokio::spawn(sample_rates(shared.clone()));
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -144,8 +101,8 @@ pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let resp = answer(&shared, &req);
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let resp = answer(&shared, req.method(), req.uri(), req.headers());
                 async move { Ok::<_, Infallible>(resp) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

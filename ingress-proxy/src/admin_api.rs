@@ -1,4 +1,6 @@
-//! The versioned admin JSON API behind the dashboard: `/api/v1/...`.
+//! The versioned admin JSON API behind the dashboard: `/api/v1/...`, and the same documents
+//! at the unversioned `/api/...` paths (the current version, see
+//! [`crate::dashboard::versioned`]).
 //!
 //! Every document is built from the same immutable snapshots the data plane reads (the
 //! configuration [`Runtime`], the certificate store's [`Snapshot`]) plus a little bookkeeping
@@ -11,7 +13,7 @@
 //! The field-by-field description is `ingress-proxy/ADMIN_API.md`; bump [`API_VERSION`] (and the
 //! path prefix) on any incompatible change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,7 +30,8 @@ use crate::config::{AdminConfig, LoadBalancing, ProxyConfig};
 use crate::dashboard::constant_time_eq;
 use crate::dashboard::is_public;
 use crate::error::ConfigError;
-use crate::runtime::Runtime;
+use crate::metrics::Metrics;
+use crate::runtime::{RouterDoc, Runtime};
 use crate::server::Shared;
 use crate::upstream::service::ServiceKind;
 #[cfg(test)]
@@ -36,6 +39,23 @@ use http::header::AUTHORIZATION;
 
 /// The API version served under `/api/v1`.
 pub(crate) const API_VERSION: u32 = 1;
+
+#[path = "admin_rates.rs"]
+mod rates;
+
+use rates::RouteRates;
+pub(crate) use rates::SAMPLE_INTERVAL;
+
+/// Every document under `/api/v1/` (and, unversioned, under `/api/`), for the index and the
+/// tests that walk them all.
+pub(crate) const DOCUMENTS: [&str; 6] = [
+    "problems",
+    "routes",
+    "explain",
+    "services",
+    "certificates",
+    "vips",
+];
 
 /// Certificates expiring within this many days are reported as problems.
 pub(crate) const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -45,6 +65,8 @@ pub(crate) const EXPIRY_WARNING_DAYS: i64 = 14;
 #[derive(Debug, Default)]
 pub(crate) struct RouterFacts {
     routers: BTreeMap<String, RouterFact>,
+    /// Entrypoints with TLS: a router on one of them (an Ingress route is on all) serves TLS.
+    tls_entrypoints: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -67,7 +89,16 @@ impl RouterFacts {
                 (name.clone(), RouterFact { tls, cert_resolver })
             })
             .collect();
-        RouterFacts { routers }
+        let tls_entrypoints = config
+            .entrypoints
+            .iter()
+            .filter(|(_, ep)| ep.tls.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        RouterFacts {
+            routers,
+            tls_entrypoints,
+        }
     }
 }
 
@@ -94,6 +125,7 @@ pub(crate) struct DashboardState {
     certificates: ArcSwapOption<Snapshot>,
     facts: ArcSwap<RouterFacts>,
     reloads: Mutex<ReloadLog>,
+    rates: Mutex<RouteRates>,
 }
 
 impl std::fmt::Debug for DashboardState {
@@ -143,6 +175,7 @@ impl DashboardState {
             certificates: ArcSwapOption::empty(),
             facts: ArcSwap::from_pointee(RouterFacts::of(config)),
             reloads: Mutex::new(ReloadLog::default()),
+            rates: Mutex::new(RouteRates::default()),
         }
     }
 
@@ -181,6 +214,24 @@ impl DashboardState {
             at,
             error,
         });
+    }
+
+    /// Samples every router's request and error totals at `at_ms` (monotonic milliseconds),
+    /// for the per-second rates of `/api/v1/routes`. Called by the admin listener once per
+    /// [`SAMPLE_INTERVAL`].
+    pub(crate) fn sample_rates(&self, rt: &Runtime, metrics: &Metrics, at_ms: u64) {
+        let docs = rt.router_docs();
+        let totals: Vec<(u64, u64)> = docs
+            .iter()
+            .map(|r| metrics.route_totals(&r.name, &r.service))
+            .collect();
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        rates.record(
+            at_ms,
+            docs.iter()
+                .zip(totals)
+                .map(|(r, t)| (r.name.as_str(), r.service.as_str(), t)),
+        );
     }
 
     /// Whether `headers` carry the configured bearer token (always true without a token).
@@ -224,18 +275,10 @@ pub(crate) fn answer(
     if let Some(resp) = crate::dashboard::serve(path) {
         return Some(resp);
     }
-    // Unversioned aliases named in the issue; `/api/routes` keeps its own (older) shape and is
-    // served by the admin listener itself.
-    let path = match path {
-        "/api/services" => "/api/v1/services",
-        "/api/certificates" => "/api/v1/certificates",
-        "/api/vips" => "/api/v1/vips",
-        "/api/explain" => "/api/v1/explain",
-        "/api/problems" => "/api/v1/problems",
-        p => p,
-    };
+    // `/api/routes`, `/api/certificates`, …: the current version's documents.
+    let path = crate::dashboard::versioned(path);
     let rt = shared.runtime.load();
-    let doc = match path {
+    let doc = match &*path {
         "/api/v1" | "/api/v1/" => index_doc(),
         "/api/v1/routes" => routes_doc(shared, &rt),
         "/api/v1/services" => services_doc(&rt, now_ms()),
@@ -255,41 +298,109 @@ pub(crate) fn answer(
 }
 
 fn index_doc() -> Value {
+    // The page shows the sections in this order; `vips` is the speaker's part.
     json!({
         "api_version": API_VERSION,
         "component": "proxy",
-        "sections": ["problems", "routes", "explain", "services", "certificates"],
+        "sections": DOCUMENTS.iter().filter(|d| **d != "vips").collect::<Vec<_>>(),
         "read_only": true,
     })
 }
 
-fn route_totals(shared: &Shared, router: &str, service: &str) -> (u64, u64) {
-    shared.metrics.route_totals(router, service)
+/// Where a router came from: a file router is one of the configuration's `[routers]`; the
+/// others are the Kubernetes provider's, named `ingress/<ns>/<name>/<rule>/<path>` or
+/// `ingress/<ns>/<name>/default` (Kubernetes names hold no `/`, so the split is exact).
+fn router_source(facts: &RouterFacts, name: &str) -> Value {
+    use ingress_router::RouteSource;
+    let source = match name
+        .strip_prefix("ingress/")
+        .map(|r| r.split('/').collect::<Vec<_>>())
+    {
+        Some(parts) if !facts.routers.contains_key(name) => match parts[..] {
+            [namespace, ingress, "default"] => Some(RouteSource::IngressDefaultBackend {
+                namespace: namespace.to_owned(),
+                name: ingress.to_owned(),
+            }),
+            [namespace, ingress, rule, path] => match (rule.parse(), path.parse()) {
+                (Ok(rule_index), Ok(path_index)) => Some(RouteSource::Ingress {
+                    namespace: namespace.to_owned(),
+                    name: ingress.to_owned(),
+                    rule_index,
+                    path_index,
+                }),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    };
+    let source = source.unwrap_or_else(|| RouteSource::File {
+        router: name.to_owned(),
+    });
+    serde_json::to_value(source).unwrap_or(Value::Null)
+}
+
+/// A rate for JSON: two decimals, `null` until the router has been sampled twice.
+fn per_second(rate: Option<f64>) -> Value {
+    rate.map_or(Value::Null, |r| json!((r * 100.0).round() / 100.0))
+}
+
+fn router_json(
+    shared: &Shared,
+    facts: &RouterFacts,
+    rates: &mut RouteRates,
+    r: &RouterDoc,
+) -> Value {
+    let fact = facts.routers.get(&r.name);
+    let tls = match fact {
+        Some(f) => f.tls,
+        None => r
+            .entrypoints
+            .iter()
+            .any(|e| facts.tls_entrypoints.contains(e)),
+    };
+    let (requests, errors) = shared.metrics.route_totals(&r.name, &r.service);
+    let rate = rates.rate(&r.name, &r.service);
+    json!({
+        "name": r.name,
+        "source": router_source(facts, &r.name),
+        "rule": r.rule,
+        "priority": r.priority,
+        "service": r.service,
+        "entrypoints": r.entrypoints,
+        "tls": tls,
+        "cert_resolver": fact.and_then(|f| f.cert_resolver.clone()),
+        "requests_per_second": per_second(rate.map(|r| r.requests)),
+        "errors_per_second": per_second(rate.map(|r| r.errors)),
+        "rate_window_seconds": rate.map(|r| r.seconds),
+        "requests_total": requests,
+        "errors_total": errors,
+    })
 }
 
 fn routes_doc(shared: &Shared, rt: &Runtime) -> Value {
     let facts = shared.dashboard.facts.load();
-    let routers: Vec<Value> = rt
-        .router_docs()
-        .iter()
-        .map(|r| {
-            let fact = facts.routers.get(&r.name);
-            let (requests, errors) = route_totals(shared, &r.name, &r.service);
-            json!({
-                "name": r.name,
-                "source": { "kind": "file", "router": r.name },
-                "rule": r.rule,
-                "priority": r.priority,
-                "service": r.service,
-                "entrypoints": r.entrypoints,
-                "tls": fact.is_some_and(|f| f.tls),
-                "cert_resolver": fact.and_then(|f| f.cert_resolver.clone()),
-                "requests_total": requests,
-                "errors_total": errors,
-            })
-        })
-        .collect();
-    json!({ "api_version": API_VERSION, "routers": routers })
+    let docs = rt.router_docs();
+    let routers: Vec<Value> = {
+        let mut rates = shared
+            .dashboard
+            .rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        docs.iter()
+            .map(|r| router_json(shared, &facts, &mut rates, r))
+            .collect()
+    };
+    // The services too (as in `/api/v1/services`), so one request shows where routes lead and
+    // in what state; the proxy's first `/api/routes` had this shape and scripts rely on it.
+    let mut services = services_doc(rt, now_ms());
+    let services = services["services"].take();
+    json!({
+        "api_version": API_VERSION,
+        "rate_sample_seconds": SAMPLE_INTERVAL.as_secs(),
+        "routers": routers,
+        "services": services,
+    })
 }
 
 fn policy_name(p: LoadBalancing) -> &'static str {
@@ -330,6 +441,7 @@ fn services_doc(rt: &Runtime, now_ms: u64) -> Value {
                         json!({
                             "url": ep.url(),
                             "state": state,
+                            "available": ep.is_available(now_ms),
                             "ejected": ejected,
                             "active_down": down,
                             "inflight": ep.inflight(),
@@ -397,6 +509,7 @@ pub(crate) fn certificates_doc(snapshot: Option<&Snapshot>, now: SystemTime) -> 
         return json!({
             "api_version": API_VERSION,
             "available": false,
+            "renewal_facts": false,
             "now": rfc3339(now),
             "certificates": [],
             "store_problems": [],
@@ -449,6 +562,9 @@ pub(crate) fn certificates_doc(snapshot: Option<&Snapshot>, now: SystemTime) -> 
     json!({
         "api_version": API_VERSION,
         "available": true,
+        // The proxy serves certificates, it does not renew them: the issuer (fairway-controller
+        // or the proxy's embedded one) fills `last_renewal`/`next_renewal` and sets this.
+        "renewal_facts": false,
         "generation": snap.generation(),
         "now": rfc3339(now),
         "certificates": certificates.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),

@@ -125,6 +125,15 @@ async fn get(f: &Fixture, path: &str, headers: &HeaderMap) -> (StatusCode, Strin
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// A request through the whole admin listener (the API, the page, `/metrics`, the probes).
+async fn listener_get(f: &Fixture, method: &http::Method, path: &str) -> (StatusCode, String) {
+    let uri: Uri = path.parse().unwrap();
+    let resp = crate::admin::answer(&f.shared, method, &uri, &HeaderMap::new());
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
 async fn get_json(f: &Fixture, path: &str) -> Value {
     let (status, body) = get(f, path, &HeaderMap::new()).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -151,6 +160,133 @@ async fn index_lists_the_proxy_sections() {
 }
 
 #[tokio::test]
+async fn routes_carry_rates_per_second_from_sampled_counters() {
+    let f = fixture(None);
+    let rt = f.shared.runtime.load();
+    let m = &f.shared.metrics;
+    // Not sampled yet: no rate (null), never a made-up zero.
+    let v = get_json(&f, "/api/v1/routes").await;
+    let app = v["routers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app")
+        .unwrap();
+    assert_eq!(app["requests_per_second"], Value::Null);
+    f.shared.dashboard.sample_rates(&rt, m, 10_000);
+    // 40 requests (10 of them 5xx) to `app` and 4 to `api` over two seconds.
+    for i in 0..40 {
+        m.route("app", "app")
+            .observe(if i % 4 == 0 { 503 } else { 200 }, 0.001);
+    }
+    for _ in 0..4 {
+        m.route("api", "api").observe(200, 0.001);
+    }
+    f.shared.dashboard.sample_rates(&rt, m, 12_000);
+    let v = get_json(&f, "/api/v1/routes").await;
+    assert_eq!(v["rate_sample_seconds"], 1);
+    let routers = v["routers"].as_array().unwrap();
+    let by_name = |n: &str| routers.iter().find(|r| r["name"] == n).unwrap().clone();
+    let app = by_name("app");
+    assert_eq!(app["requests_per_second"], 20.0, "{app}");
+    assert_eq!(app["errors_per_second"], 5.0, "{app}");
+    assert_eq!(app["rate_window_seconds"], 2.0);
+    assert_eq!(app["requests_total"], 40);
+    assert_eq!(by_name("api")["requests_per_second"], 2.0);
+    assert_eq!(by_name("shadow")["requests_per_second"], 0.0);
+    // Quiet afterwards: the rate falls to zero once the window has moved past the burst.
+    for i in 0..11u64 {
+        f.shared.dashboard.sample_rates(&rt, m, 13_000 + i * 1_000);
+    }
+    let v = get_json(&f, "/api/v1/routes").await;
+    let app = v["routers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app")
+        .unwrap();
+    assert_eq!(app["requests_per_second"], 0.0);
+    assert_eq!(app["requests_total"], 40);
+}
+
+#[tokio::test]
+async fn ingress_routes_name_their_ingress_as_source() {
+    use ingress_router::{IngressMatch, IngressOrigin, IngressRoute, PathType};
+    let config: ProxyConfig = toml::from_str(CONFIG).unwrap();
+    let names: Vec<String> = config.entrypoints.keys().cloned().collect();
+    let origin = IngressOrigin {
+        namespace: "shop".into(),
+        name: "front".into(),
+        created: None,
+    };
+    let external = crate::ExternalRoutes {
+        routes: [
+            IngressRoute {
+                origin: origin.clone(),
+                matcher: IngressMatch::Path {
+                    rule_index: 1,
+                    path_index: 2,
+                    host: Some("shop.example.com".into()),
+                    path_type: PathType::Prefix,
+                    path: "/cart".into(),
+                },
+                backend: "shop-cart".to_owned(),
+            },
+            IngressRoute {
+                origin,
+                matcher: IngressMatch::DefaultBackend,
+                backend: "shop-cart".to_owned(),
+            },
+        ]
+        .into(),
+        services: [(
+            "shop-cart".to_owned(),
+            crate::ExternalRoutes::service_for(&["127.0.0.1:9".parse().unwrap()]),
+        )]
+        .into(),
+    };
+    let f = fixture(None);
+    let rt = Runtime::build(
+        &config,
+        &names,
+        &[8080, 8443],
+        &ClientCache::default(),
+        &f.shared.metrics,
+        None,
+        &external,
+    )
+    .unwrap();
+    f.shared.runtime.store(Arc::new(rt));
+    let v = get_json(&f, "/api/v1/routes").await;
+    let routers = v["routers"].as_array().unwrap();
+    let path = routers
+        .iter()
+        .find(|r| r["name"] == "ingress/shop/front/1/2")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        path["source"],
+        serde_json::json!({"kind": "ingress", "namespace": "shop", "name": "front",
+            "rule_index": 1, "path_index": 2})
+    );
+    assert_eq!(path["service"], "shop-cart");
+    // Attached to every entrypoint, one of which has TLS.
+    assert_eq!(path["tls"], true);
+    assert_eq!(path["entrypoints"], serde_json::json!(["web", "websecure"]));
+    let default = routers
+        .iter()
+        .find(|r| r["name"] == "ingress/shop/front/default")
+        .unwrap();
+    assert_eq!(default["source"]["kind"], "ingress_default_backend");
+    assert_eq!(default["source"]["namespace"], "shop");
+    // The file's routers stay file routers.
+    let app = routers.iter().find(|r| r["name"] == "app").unwrap();
+    assert_eq!(
+        app["source"],
+        serde_json::json!({"kind": "file", "router": "app"})
+    );
+}
+
+#[tokio::test]
 async fn routes_carry_rule_source_tls_and_counters() {
     let f = fixture(None);
     f.shared.metrics.route("app", "app").observe(200, 0.001);
@@ -170,6 +306,15 @@ async fn routes_carry_rule_source_tls_and_counters() {
     let api = routers.iter().find(|r| r["name"] == "api").unwrap();
     assert_eq!(api["entrypoints"], serde_json::json!(["websecure"]));
     assert_eq!(api["cert_resolver"], Value::Null);
+    // The services ride along (the first `/api/routes` shape, still relied on by scripts).
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(
+        services,
+        get_json(&f, "/api/v1/services").await["services"]
+            .as_array()
+            .unwrap()
+    );
+    assert_eq!(services[1]["endpoints"][0]["available"], true);
 }
 
 #[tokio::test]
@@ -217,6 +362,10 @@ async fn certificates_sorted_by_expiry_with_days_left() {
     let f = fixture(None);
     let v = get_json(&f, "/api/v1/certificates").await;
     assert_eq!(v["available"], true);
+    assert_eq!(
+        v["renewal_facts"], false,
+        "the proxy serves, it does not renew"
+    );
     assert_eq!(v["now"], "2030-01-01T00:00:00Z");
     let certs = v["certificates"].as_array().unwrap();
     let domains: Vec<&str> = certs
@@ -369,19 +518,46 @@ async fn vips_are_not_the_proxys_part() {
     assert_eq!(v["vips"], serde_json::json!([]));
     let (status, _) = get(&f, "/api/v1/nope", &HeaderMap::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // Unversioned aliases answer like v1.
-    let alias = get_json(&f, "/api/certificates").await;
-    assert_eq!(alias, get_json(&f, "/api/v1/certificates").await);
+}
+
+#[tokio::test]
+async fn unversioned_paths_are_the_current_version() {
+    let f = fixture(None);
+    // Every path the issue names, and the rest, answer exactly like `/api/v1/...`.
+    for doc in DOCUMENTS {
+        let query = if doc == "explain" {
+            "?url=app.example.com%2Fapi"
+        } else {
+            ""
+        };
+        let alias = get_json(&f, &format!("/api/{doc}{query}")).await;
+        let v1 = get_json(&f, &format!("/api/v1/{doc}{query}")).await;
+        assert_eq!(alias, v1, "/api/{doc}");
+        assert_eq!(alias["api_version"], 1, "/api/{doc}");
+    }
+    assert_eq!(get_json(&f, "/api").await, get_json(&f, "/api/v1").await);
+    let routes = get_json(&f, "/api/routes").await;
+    assert_eq!(routes["routers"].as_array().unwrap().len(), 3);
+    assert!(routes["routers"][0]["requests_per_second"].is_null());
     let alias = get_json(&f, "/api/explain?url=app.example.com").await;
     assert_eq!(alias["results"][0]["matched"]["router"], "app");
-    // Paths the admin listener serves itself fall through.
-    let uri: Uri = "/api/routes".parse().unwrap();
-    assert!(answer(&f.shared, &uri, &HeaderMap::new(), now()).is_none());
+    let (status, body) = get(&f, "/api/nope", &HeaderMap::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The index lists documents that exist.
+    let index = get_json(&f, "/api/v1").await;
+    for s in index["sections"].as_array().unwrap() {
+        assert!(DOCUMENTS.contains(&s.as_str().unwrap()), "{s}");
+    }
 }
 
 #[tokio::test]
 async fn no_response_carries_key_material() {
     let f = fixture(None);
+    // Traffic and samples, so every document is as full as it gets.
+    f.shared.metrics.route("app", "app").observe(200, 0.001);
+    f.shared
+        .dashboard
+        .sample_rates(&f.shared.runtime.load(), &f.shared.metrics, 1);
     let stripped: Vec<String> = f
         .key_pems
         .iter()
@@ -390,24 +566,59 @@ async fn no_response_carries_key_material() {
             pem.lines().filter(|l| !l.starts_with("-----")).collect()
         })
         .collect();
-    for path in [
-        "/api/v1",
-        "/api/v1/routes",
-        "/api/v1/services",
-        "/api/v1/certificates",
-        "/api/v1/vips",
-        "/api/v1/problems",
-        "/api/v1/explain?url=app.example.com",
+    // Every endpoint of the admin listener: each document, versioned and not, the page, the
+    // probes and the metrics.
+    let mut paths: Vec<String> = ["/api/v1", "/api", "/metrics", "/healthz", "/readyz"]
+        .map(String::from)
+        .to_vec();
+    for doc in DOCUMENTS {
+        let query = if doc == "explain" {
+            "?url=https%3A%2F%2Fapp.example.com%2F"
+        } else {
+            ""
+        };
+        paths.push(format!("/api/v1/{doc}{query}"));
+        paths.push(format!("/api/{doc}{query}"));
+    }
+    for page in [
         "/",
+        "/dashboard/",
         "/dashboard/app.js",
+        "/dashboard/app.css",
     ] {
-        let (_, body) = get(&f, path, &HeaderMap::new()).await;
+        assert!(crate::dashboard::asset(page).is_some(), "{page}");
+        paths.push(page.to_owned());
+    }
+    for path in &paths {
+        let (status, body) = listener_get(&f, &http::Method::GET, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
         assert!(!body.contains("PRIVATE KEY"), "{path}");
         for key in &stripped {
             assert!(!body.contains(key.as_str()), "{path} leaks a key");
             assert!(!body.contains(&key[20..60]), "{path} leaks key bytes");
         }
     }
+    // The certificates really are there (the check above is not vacuous).
+    let (_, certs) = listener_get(&f, &http::Method::GET, "/api/v1/certificates").await;
+    assert!(certs.contains("soon.example.com"));
+}
+
+#[tokio::test]
+async fn the_listener_is_read_only() {
+    let f = fixture(None);
+    for method in [
+        http::Method::POST,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::PATCH,
+    ] {
+        for path in ["/api/v1/routes", "/api/routes", "/", "/metrics"] {
+            let (status, _) = listener_get(&f, &method, path).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        }
+    }
+    let (status, _) = listener_get(&f, &http::Method::HEAD, "/api/v1/routes").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -3,9 +3,11 @@
 //! Three files (`assets/dashboard/{index.html,app.js,app.css}`) compiled in with
 //! `include_str!`: nothing is fetched from a CDN or downloaded at run time, so the page works on
 //! an air-gapped admin network. The page holds no data; it reads the versioned JSON API
-//! (`/api/v1/...`, see `ADMIN_API.md`) and shows only the sections the serving binary lists in
+//! (`/api/v1/...`, see `ADMIN_API.md`; the unversioned `/api/...` paths are the same documents,
+//! see [`versioned`]) and shows only the sections the serving binary lists in
 //! `/api/v1`, so every Fairway binary can serve the same page for its own part.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -96,6 +98,31 @@ pub fn missing_token_reason(address: std::net::SocketAddr, has_token: bool) -> O
     })
 }
 
+/// The canonical (versioned) form of an admin API path: the unversioned `/api/<doc>` paths
+/// named by the dashboard's issue and used by scripts (`/api/routes`, `/api/certificates`, …)
+/// answer as the current version, `/api/v1/<doc>`, and `/api` as the `/api/v1` index. Every
+/// Fairway binary maps paths through this one function, so the aliases are the same everywhere
+/// and follow the newest version when it changes. Other paths are returned unchanged.
+pub fn versioned(path: &str) -> Cow<'_, str> {
+    const CURRENT: &str = "/api/v1";
+    match path {
+        "/api" | "/api/" => return Cow::Borrowed(CURRENT),
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix("/api/") else {
+        return Cow::Borrowed(path);
+    };
+    // Already versioned: `/api/v1`, `/api/v2/...`.
+    let first = rest.split('/').next().unwrap_or("");
+    let is_version =
+        first.len() > 1 && first.starts_with('v') && first[1..].bytes().all(|b| b.is_ascii_digit());
+    if is_version {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(format!("{CURRENT}/{rest}"))
+    }
+}
+
 /// The embedded file served at `path` (`/`, `/dashboard/`, `/dashboard/app.js`,
 /// `/dashboard/app.css`), if any.
 pub fn asset(path: &str) -> Option<Asset> {
@@ -172,6 +199,31 @@ mod tests {
         }
         assert!(asset("/dashboard/../etc/passwd").is_none());
         assert!(asset("/api/v1").is_none());
+    }
+
+    #[test]
+    fn unversioned_api_paths_are_the_current_version() {
+        assert_eq!(versioned("/api/routes"), "/api/v1/routes");
+        assert_eq!(versioned("/api/certificates"), "/api/v1/certificates");
+        assert_eq!(versioned("/api/vips"), "/api/v1/vips");
+        assert_eq!(versioned("/api/explain"), "/api/v1/explain");
+        assert_eq!(versioned("/api"), "/api/v1");
+        assert_eq!(versioned("/api/"), "/api/v1");
+        // Already versioned, or not the API: unchanged (and not copied).
+        for p in [
+            "/api/v1",
+            "/api/v1/routes",
+            "/api/v2/routes",
+            "/metrics",
+            "/",
+            "/apis/x",
+        ] {
+            assert_eq!(versioned(p), p);
+            assert!(matches!(versioned(p), Cow::Borrowed(_)), "{p}");
+        }
+        // `v` alone or `vips` is a document name, not a version.
+        assert_eq!(versioned("/api/v"), "/api/v1/v");
+        assert_eq!(versioned("/api/vips/x"), "/api/v1/vips/x");
     }
 
     #[test]

@@ -46,6 +46,7 @@ use acme_store::challenge::Http01Registry;
 use acme_store::{FileStore, FileStoreOptions};
 use bins::config::acme::AcmeConfig;
 use bins::config::kubernetes::{KubernetesSection, PodEnv};
+use bins::dashboard::controller::LeaderView;
 use clap::Parser;
 use k8s_glue::controller::{
     CertRequestsConfig, FencedElector, IngressCertRequests, feed_issuer, label_pod,
@@ -181,7 +182,8 @@ async fn run(config: AcmeConfig) -> Result<(), String> {
         solvers,
     })
     .map_err(|e| format!("{}: {e}", config.path.display()))?;
-    admin(&config, issuer.status(), snapshots).await?;
+    let leader = tokio::sync::watch::channel(LeaderView::file_lock(&config.lock_file)).1;
+    admin(&config, issuer.status(), leader, snapshots).await?;
     shutdown_signal().await?;
     tracing::info!("shutting down");
     drop(issuer);
@@ -296,7 +298,15 @@ async fn run_kubernetes(config: AcmeConfig, kube: KubernetesSection) -> Result<(
         })
     });
 
-    admin(&config, issuer.status(), snapshots).await?;
+    // Who holds the Lease, for the dashboard (standbys name the leader too).
+    let leader = bins::dashboard::controller::watch_lease(
+        client.clone(),
+        &settings.lease.namespace,
+        &settings.lease.name,
+        &settings.lease.identity,
+        settings.lease.retry_period,
+    );
+    admin(&config, issuer.status(), leader, snapshots).await?;
     shutdown_signal().await?;
     tracing::info!("shutting down; releasing the Lease");
     if let Some(task) = labelling {
@@ -374,6 +384,7 @@ async fn challenges(
 async fn admin(
     config: &AcmeConfig,
     status: tokio::sync::watch::Receiver<acme_issuer::IssuerStatus>,
+    leader: tokio::sync::watch::Receiver<LeaderView>,
     snapshots: tokio::sync::watch::Receiver<Arc<acme_store::Snapshot>>,
 ) -> Result<(), String> {
     let Some(addr) = config.section.admin_address else {
@@ -391,6 +402,7 @@ async fn admin(
         listener,
         token,
         status,
+        leader,
         snapshots,
         config.options().renewal,
     ));

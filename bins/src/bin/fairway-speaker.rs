@@ -10,7 +10,6 @@
 //! Wiring only: the election lives in `vip_failover::Machine`, the I/O in
 //! `vip_failover::linux`.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,10 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Response, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -368,38 +364,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// The admin listener: the dashboard and `/api/v1` (VIPs, per-node state, failovers), plus
+/// `/status` and `/metrics`; read-only and behind the bearer token like the other binaries'.
 async fn serve_admin(
     listener: tokio::net::TcpListener,
     token: Option<Arc<str>>,
     status: watch::Receiver<Arc<SpeakerStatus>>,
 ) {
-    let history = bins::dashboard::speaker::VipHistory::track(status.clone());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let status = status.clone();
-        let history = history.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let snapshot = status.borrow().clone();
-                let path = req.uri().path();
-                // The same bearer-token gate as the proxy's and the controller's.
-                if let Some(denied) = bins::dashboard::gate(token.as_deref(), path, req.headers()) {
-                    return std::future::ready(Ok::<_, Infallible>(denied));
-                }
-                // The dashboard page and /api/v1 (VIPs, per-node state, failovers).
-                let resp =
-                    bins::dashboard::speaker::answer(path, &snapshot, &history, SystemTime::now())
-                        .unwrap_or_else(|| respond(path, &snapshot));
-                std::future::ready(Ok::<_, Infallible>(resp))
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    bins::dashboard::speaker::serve(listener, token, status, respond).await;
 }
 
 fn respond(path: &str, status: &SpeakerStatus) -> Response<Full<Bytes>> {

@@ -1,9 +1,14 @@
 //! `fairway-controller`'s part of the dashboard: the store's certificates with their renewal
-//! facts (last outcome, next renewal window), the ACME leadership and order counts.
+//! facts (last outcome, next renewal window), the ACME leadership (which replica leads, not
+//! only whether this one does) and order counts.
+//!
+//! Who leads comes from a [`LeaderView`]: in Kubernetes mode [`watch_lease`] reads the
+//! election Lease's `holderIdentity`, so a standby names the leader too; in file mode the
+//! lock (`flock`) names no holder, so only the leader itself can say it leads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use acme_issuer::IssuerStatus;
 use acme_issuer::policy::renewal::{RenewalPolicy, Validity};
@@ -15,6 +20,110 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{API_VERSION, Body, error, json as json_response, page, problem, text};
+
+/// Who leads ACME issuance, as far as this replica can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// This replica: its Lease identity (the pod name) or, in file mode, `host:pid`.
+    pub identity: String,
+    /// How the leader is elected: `Lease <namespace>/<name>` or `lock file <path>`.
+    pub election: String,
+    /// The current leader's identity when the election says it (the Lease's holder, while its
+    /// term has not run out); `None` in file mode, where only the leader knows it leads.
+    pub leader: Option<String>,
+    /// When the leader last renewed its term (the Lease's `renewTime`).
+    pub renewed_at: Option<SystemTime>,
+    /// Why the election could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl LeaderView {
+    /// The view of a file-mode replica: this host and process, electing on `lock_file`.
+    pub fn file_lock(lock_file: &std::path::Path) -> LeaderView {
+        LeaderView {
+            identity: local_identity(),
+            election: format!("lock file {}", lock_file.display()),
+            ..LeaderView::default()
+        }
+    }
+}
+
+/// `host:pid` of this process (the host name from the kernel, else `$HOSTNAME`).
+pub fn local_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// The leader a Lease names at `now`: its `holderIdentity` with its `renewTime`, unless the
+/// holder is empty (released) or its term (`renewTime + leaseDurationSeconds`) has run out.
+/// `spec` is the Lease's `spec` as JSON.
+pub fn lease_leader(spec: &Value, now: SystemTime) -> Option<(String, Option<SystemTime>)> {
+    let holder = spec["holderIdentity"].as_str().filter(|h| !h.is_empty())?;
+    let renewed = spec["renewTime"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map(SystemTime::from);
+    if let (Some(renewed), Some(secs)) = (renewed, spec["leaseDurationSeconds"].as_u64())
+        && renewed + Duration::from_secs(secs) < now
+    {
+        return None;
+    }
+    Some((holder.to_owned(), renewed))
+}
+
+/// Reads the election Lease `namespace/name` every `period` and publishes who holds it, for
+/// `/api/v1/acme`. `identity` is this replica's. Stops when every receiver is gone.
+pub fn watch_lease(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    period: Duration,
+) -> watch::Receiver<LeaderView> {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+    let base = LeaderView {
+        identity: identity.to_owned(),
+        election: format!("Lease {namespace}/{name}"),
+        ..LeaderView::default()
+    };
+    let (tx, rx) = watch::channel(base.clone());
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+        "leases",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let mut view = base.clone();
+            match api.get_opt(&name).await {
+                Ok(Some(lease)) => {
+                    if let Some((leader, renewed)) =
+                        lease_leader(&lease.data["spec"], SystemTime::now())
+                    {
+                        view.leader = Some(leader);
+                        view.renewed_at = renewed;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => view.error = Some(e.to_string()),
+            }
+            tx.send_replace(view);
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = tx.closed() => break,
+            }
+        }
+    });
+    rx
+}
 
 /// The `/api/v1` index of the controller.
 pub fn index() -> Value {
@@ -37,6 +146,7 @@ pub fn certificates(
     now: SystemTime,
 ) -> Value {
     let mut doc = certificates_json(snapshot, now);
+    doc["renewal_facts"] = json!(true);
     let validity: HashMap<(&str, &str), Validity> = snapshot
         .map(|s| {
             s.entries()
@@ -95,11 +205,30 @@ pub fn certificates(
     doc
 }
 
-/// `/api/v1/acme`: leadership, orders by outcome, the last error.
-pub fn acme(status: &IssuerStatus) -> Value {
+/// `/api/v1/acme`: leadership (this replica's and who leads), orders by outcome, the last
+/// error.
+pub fn acme(status: &IssuerStatus, view: &LeaderView) -> Value {
+    let is_leader = status.leadership.is_leader;
+    // This replica knows it leads before the Lease read says so.
+    let leader = if is_leader {
+        Some(view.identity.clone())
+    } else {
+        view.leader.clone().filter(|l| *l != view.identity)
+    };
+    // The renewal time belongs to the Lease's holder: shown when that is the leader named.
+    let renewed_at = view
+        .leader
+        .as_ref()
+        .filter(|l| Some(*l) == leader.as_ref())
+        .and(view.renewed_at);
     json!({
         "api_version": API_VERSION,
-        "is_leader": status.leadership.is_leader,
+        "identity": view.identity,
+        "election": view.election,
+        "leader": leader,
+        "leader_renewed_at": renewed_at.map(rfc3339),
+        "election_error": view.error,
+        "is_leader": is_leader,
         "epoch": status.leadership.epoch,
         "orders": status.orders,
         "last_error": status.last_error,
@@ -136,10 +265,12 @@ pub fn problems(status: &IssuerStatus, snapshot: Option<&Snapshot>, now: SystemT
     json!({ "api_version": API_VERSION, "now": rfc3339(now), "problems": out })
 }
 
-/// Answers one admin path of the controller.
+/// Answers one admin path of the controller; the unversioned `/api/...` paths are the current
+/// version's documents ([`ingress_proxy::dashboard::versioned`]).
 pub fn answer(
     path: &str,
     status: &IssuerStatus,
+    leader: &LeaderView,
     snapshot: Option<&Snapshot>,
     policy: &RenewalPolicy,
     now: SystemTime,
@@ -147,7 +278,7 @@ pub fn answer(
     if let Some(r) = page(path) {
         return r;
     }
-    match path {
+    match &*ingress_proxy::dashboard::versioned(path) {
         "/metrics" => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -158,7 +289,7 @@ pub fn answer(
         "/api/v1/certificates" => {
             json_response(StatusCode::OK, &certificates(status, snapshot, policy, now))
         }
-        "/api/v1/acme" => json_response(StatusCode::OK, &acme(status)),
+        "/api/v1/acme" => json_response(StatusCode::OK, &acme(status, leader)),
         "/api/v1/problems" => json_response(StatusCode::OK, &problems(status, snapshot, now)),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -170,13 +301,22 @@ pub async fn serve(
     listener: TcpListener,
     token: Option<Arc<str>>,
     status: watch::Receiver<IssuerStatus>,
+    leader: watch::Receiver<LeaderView>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     policy: RenewalPolicy,
 ) {
     super::serve(listener, token, move |path| {
         let snapshot = snapshots.borrow().clone();
         let status = status.borrow().clone();
-        answer(path, &status, Some(&snapshot), &policy, SystemTime::now())
+        let leader = leader.borrow().clone();
+        answer(
+            path,
+            &status,
+            &leader,
+            Some(&snapshot),
+            &policy,
+            SystemTime::now(),
+        )
     })
     .await;
 }
@@ -248,6 +388,72 @@ mod tests {
         }
     }
 
+    fn view() -> LeaderView {
+        LeaderView {
+            identity: "fairway-controller-0".into(),
+            election: "Lease fairway/fairway-controller".into(),
+            ..LeaderView::default()
+        }
+    }
+
+    #[test]
+    fn the_acme_leader_is_named_by_leader_and_standby() {
+        // The leader names itself.
+        let a = acme(&status(), &view());
+        assert_eq!(a["leader"], "fairway-controller-0");
+        assert_eq!(a["identity"], "fairway-controller-0");
+        assert_eq!(a["election"], "Lease fairway/fairway-controller");
+        // A standby names the Lease holder.
+        let mut standby = status();
+        standby.leadership.is_leader = false;
+        let mut v = view();
+        v.identity = "fairway-controller-1".into();
+        v.leader = Some("fairway-controller-0".into());
+        v.renewed_at = Some(now());
+        let a = acme(&standby, &v);
+        assert_eq!(a["is_leader"], false);
+        assert_eq!(a["leader"], "fairway-controller-0");
+        assert_eq!(a["leader_renewed_at"], "2030-01-01T00:00:00Z");
+        // File mode standby: the lock names no holder.
+        let f = LeaderView::file_lock(std::path::Path::new("/var/lib/fairway/acme.json.leader"));
+        assert!(
+            f.identity.ends_with(&format!(":{}", std::process::id())),
+            "{}",
+            f.identity
+        );
+        let a = acme(&standby, &f);
+        assert_eq!(a["leader"], Value::Null);
+        assert_eq!(a["election"], "lock file /var/lib/fairway/acme.json.leader");
+        // A Lease read failure is reported, not hidden.
+        v.error = Some("leases.coordination.k8s.io is forbidden".into());
+        assert!(
+            acme(&standby, &v)["election_error"]
+                .as_str()
+                .unwrap()
+                .contains("forbidden")
+        );
+    }
+
+    #[test]
+    fn lease_holder_until_its_term_runs_out() {
+        let spec = json!({
+            "holderIdentity": "fairway-controller-2",
+            "leaseDurationSeconds": 15,
+            "renewTime": "2030-01-01T00:00:00.250000Z",
+        });
+        let (who, renewed) = lease_leader(&spec, now() + Duration::from_secs(10)).unwrap();
+        assert_eq!(who, "fairway-controller-2");
+        assert_eq!(renewed, Some(now() + Duration::from_millis(250)));
+        // Not renewed for longer than its term: nobody leads.
+        assert_eq!(lease_leader(&spec, now() + Duration::from_secs(16)), None);
+        // Released (the holder cleared on shutdown), or never held.
+        assert_eq!(lease_leader(&json!({"holderIdentity": ""}), now()), None);
+        assert_eq!(lease_leader(&json!({}), now()), None);
+        // No renew time: the holder as written.
+        let (who, renewed) = lease_leader(&json!({"holderIdentity": "x"}), now()).unwrap();
+        assert_eq!((who.as_str(), renewed), ("x", None));
+    }
+
     async fn body(r: Response<Body>) -> String {
         String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
@@ -258,6 +464,7 @@ mod tests {
         let policy = RenewalPolicy::default();
         let doc = certificates(&status(), Some(&snap), &policy, now());
         let certs = doc["certificates"].as_array().unwrap();
+        assert_eq!(doc["renewal_facts"], true);
         assert_eq!(certs[0]["domain"], "b.example.com");
         assert_eq!(certs[0]["status"], "expiring");
         assert_eq!(certs[0]["last_renewal"]["outcome"], "failing");
@@ -299,7 +506,7 @@ mod tests {
                 "certificate_pending"
             ]
         );
-        let a = acme(&status());
+        let a = acme(&status(), &view());
         assert_eq!(a["is_leader"], true);
         assert_eq!(a["epoch"], 3);
         assert_eq!(a["orders"]["valid"], 4);
@@ -319,21 +526,60 @@ mod tests {
         let policy = RenewalPolicy::default();
         for path in [
             "/",
+            "/dashboard/",
             "/dashboard/app.js",
+            "/dashboard/app.css",
             "/api/v1",
             "/api/v1/certificates",
             "/api/v1/acme",
             "/api/v1/problems",
+            "/api",
+            "/api/certificates",
+            "/api/acme",
+            "/api/problems",
             "/metrics",
             "/healthz",
         ] {
-            let r = answer(path, &status(), Some(&snap), &policy, now());
+            let r = answer(path, &status(), &view(), Some(&snap), &policy, now());
             assert_eq!(r.status(), StatusCode::OK, "{path}");
             let text = body(r).await;
             assert!(!text.contains("PRIVATE KEY"), "{path}");
             assert!(!text.contains(&key_b64[10..50]), "{path}");
         }
-        let r = answer("/api/v1/nope", &status(), Some(&snap), &policy, now());
+        let r = answer(
+            "/api/v1/nope",
+            &status(),
+            &view(),
+            Some(&snap),
+            &policy,
+            now(),
+        );
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // The certificates are really in there, so the check above is not vacuous.
+        let certs = body(answer(
+            "/api/v1/certificates",
+            &status(),
+            &view(),
+            Some(&snap),
+            &policy,
+            now(),
+        ))
+        .await;
+        assert!(certs.contains("b.example.com"), "{certs}");
+    }
+
+    #[tokio::test]
+    async fn unversioned_paths_are_the_current_version() {
+        let (snap, _) = snapshot();
+        let policy = RenewalPolicy::default();
+        for doc in ["", "/certificates", "/acme", "/problems"] {
+            let get = |p: &str| answer(p, &status(), &view(), Some(&snap), &policy, now());
+            let v1 = body(get(&format!("/api/v1{doc}"))).await;
+            let alias = body(get(&format!("/api{doc}"))).await;
+            assert_eq!(alias, v1, "/api{doc}");
+            assert!(alias.contains("\"api_version\": 1"), "{alias}");
+        }
+        let r = answer("/api/vips", &status(), &view(), Some(&snap), &policy, now());
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "the speaker's part");
     }
 }

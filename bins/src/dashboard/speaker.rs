@@ -209,7 +209,8 @@ pub fn problems(status: &Status, now: SystemTime) -> Value {
     json!({ "api_version": API_VERSION, "now": rfc3339(now), "problems": out })
 }
 
-/// Answers the dashboard's paths of the speaker; `None` for the paths the speaker serves
+/// Answers the dashboard's paths of the speaker (the unversioned `/api/...` paths as the current
+/// version, [`ingress_proxy::dashboard::versioned`]); `None` for the paths the speaker serves
 /// itself (`/status`, `/metrics`).
 pub fn answer(
     path: &str,
@@ -220,7 +221,7 @@ pub fn answer(
     if let Some(r) = page(path) {
         return Some(r);
     }
-    let doc = match path {
+    let doc = match &*ingress_proxy::dashboard::versioned(path) {
         "/api/v1" | "/api/v1/" => index(),
         "/api/v1/vips" => {
             let h = history.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,6 +234,27 @@ pub fn answer(
         _ => return None,
     };
     Some(json_response(StatusCode::OK, &doc))
+}
+
+/// Serves the speaker's admin listener: the dashboard and `/api/v1` (VIPs, per-node state,
+/// failovers) from the latest `status`, and every other path from `other` (the binary's
+/// `/status` and `/metrics`). Through [`super::serve`]: read-only (`GET`/`HEAD`, else 405) and
+/// behind the bearer `token` when set, like the proxy's and the controller's listeners.
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    token: Option<Arc<str>>,
+    status: watch::Receiver<Arc<SpeakerStatus>>,
+    other: F,
+) where
+    F: Fn(&str, &SpeakerStatus) -> Response<Body> + Send + Sync + 'static,
+{
+    let history = VipHistory::track(status.clone());
+    super::serve(listener, token, move |path| {
+        let snapshot = status.borrow().clone();
+        answer(path, &snapshot, &history, SystemTime::now())
+            .unwrap_or_else(|| other(path, &snapshot))
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -328,6 +350,87 @@ mod tests {
         assert_eq!(doc["vips"][1]["last_failover"], Value::Null);
         assert_eq!(doc["vips"][1]["nodes"][0]["state"], "standby");
         assert_eq!(index()["sections"], json!(["problems", "vips"]));
+    }
+
+    #[tokio::test]
+    async fn unversioned_paths_are_the_current_version() {
+        use http_body_util::BodyExt as _;
+        use vip_failover::linux::{AddressMode, IoCounters};
+        let mut h = VipHistory::default();
+        h.observe(&status(Some("node-b"), true), at(0));
+        h.observe(&status(Some("node-a"), false), at(800));
+        let history = Mutex::new(h);
+        let speaker = SpeakerStatus {
+            machine: status(Some("node-a"), false),
+            interface: "eth0".into(),
+            mac: "02:00:00:00:00:0a".into(),
+            address_mode: AddressMode::Kernel,
+            io: IoCounters::default(),
+        };
+        let get = |path: &str| answer(path, &speaker, &history, at(1_000)).unwrap();
+        for doc in ["", "/vips", "/problems"] {
+            let v1 = get(&format!("/api/v1{doc}"));
+            let alias = get(&format!("/api{doc}"));
+            assert_eq!(alias.status(), StatusCode::OK, "/api{doc}");
+            let v1 = v1.into_body().collect().await.unwrap().to_bytes();
+            let alias = alias.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(alias, v1, "/api{doc}");
+        }
+        assert_eq!(get("/api/routes").status(), StatusCode::NOT_FOUND);
+        assert!(answer("/status", &speaker, &history, at(0)).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_listener_is_read_only_and_answers_the_current_version() {
+        use std::io::{Read, Write};
+        use vip_failover::linux::{AddressMode, IoCounters};
+        let speaker = Arc::new(SpeakerStatus {
+            machine: status(Some("node-a"), true),
+            interface: "eth0".into(),
+            mac: "02:00:00:00:00:0a".into(),
+            address_mode: AddressMode::Kernel,
+            io: IoCounters::default(),
+        });
+        let (_tx, rx) = watch::channel(speaker);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener, None, rx, |path, s| {
+            super::super::text(
+                StatusCode::OK,
+                "text/plain",
+                format!("{path} of {}", s.machine.node),
+            )
+        }));
+        let exchange = move |request: String| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        };
+        let replies = tokio::task::spawn_blocking(move || {
+            let req = |method: &str, path: &str| {
+                exchange(format!(
+                    "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                ))
+            };
+            [
+                req("POST", "/api/v1/vips"),
+                req("DELETE", "/status"),
+                req("GET", "/api/vips"),
+                req("GET", "/status"),
+            ]
+        })
+        .await
+        .unwrap();
+        assert!(replies[0].starts_with("HTTP/1.1 405"), "{}", replies[0]);
+        assert!(replies[1].starts_with("HTTP/1.1 405"), "{}", replies[1]);
+        assert!(replies[2].starts_with("HTTP/1.1 200"), "{}", replies[2]);
+        assert!(replies[2].contains("\"198.51.100.10\""), "{}", replies[2]);
+        assert!(replies[3].ends_with("/status of node-a"), "{}", replies[3]);
+        task.abort();
     }
 
     #[test]

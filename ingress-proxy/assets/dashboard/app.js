@@ -1,4 +1,5 @@
 // Fairway admin dashboard: reads the versioned JSON API (/api/v1) and renders it.
+// Static and embedded in every Fairway binary: no external resources.
 // Data is only ever written as text (textContent), never as HTML.
 "use strict";
 
@@ -6,7 +7,6 @@ const API = "/api/v1";
 const REFRESH_MS = 5000;
 const TOKEN_KEY = "fairway-admin-token";
 let sections = [];
-let lastTotals = null; // { at: ms, routers: { name: [requests, errors] } }
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -61,12 +61,10 @@ function renderProblems(doc) {
   document.getElementById("no-problems").hidden = doc.problems.length !== 0;
 }
 
-function rate(name, requests, errors, now) {
-  if (!lastTotals || !(name in lastTotals.routers)) return ["–", "–"];
-  const dt = (now - lastTotals.at) / 1000;
-  if (dt <= 0) return ["–", "–"];
-  const [r0, e0] = lastTotals.routers[name];
-  return [((requests - r0) / dt).toFixed(1), ((errors - e0) / dt).toFixed(1)];
+// A per-second rate from the API (sampled server-side over a sliding window); null until the
+// router has been sampled twice.
+function perSecond(v) {
+  return v === null || v === undefined ? "–" : Number(v).toFixed(1);
 }
 
 function sourceText(src) {
@@ -79,11 +77,9 @@ function sourceText(src) {
 
 function renderRoutes(doc) {
   const tb = tbody("routes");
-  const now = Date.now();
-  const totals = {};
   for (const r of doc.routers) {
-    totals[r.name] = [r.requests_total, r.errors_total];
-    const [rps, eps] = rate(r.name, r.requests_total, r.errors_total, now);
+    const span = r.rate_window_seconds ? " over the last " + r.rate_window_seconds + " s" : "";
+    const totals = r.requests_total + " requests, " + r.errors_total + " errors since start" + span;
     tb.append(el("tr", { "data-router": r.name },
       el("td", { text: r.name }),
       el("td", { class: "rule", text: r.rule }),
@@ -92,10 +88,10 @@ function renderRoutes(doc) {
       el("td", { text: r.tls ? (r.cert_resolver ? "yes (" + r.cert_resolver + ")" : "yes") : "no" }),
       el("td", { text: r.service }),
       el("td", { class: "num", text: r.priority }),
-      el("td", { class: "num", text: rps }),
-      el("td", { class: "num", text: eps })));
+      el("td", { class: "num rps", title: totals, text: perSecond(r.requests_per_second) }),
+      el("td", { class: "num eps" + (r.errors_per_second > 0 ? " bad" : ""), title: totals,
+        text: perSecond(r.errors_per_second) })));
   }
-  lastTotals = { at: now, routers: totals };
 }
 
 function renderServices(doc) {
@@ -142,9 +138,18 @@ function when(v) {
 }
 
 function renderAcme(doc) {
+  const me = doc.identity ? " (" + doc.identity + ")" : "";
   document.getElementById("acme-leadership").textContent = doc.is_leader
-    ? "This replica is the ACME leader (epoch " + doc.epoch + ") and issues certificates."
-    : "This replica is a standby; another replica holds the ACME lock.";
+    ? "This replica" + me + " is the ACME leader (epoch " + doc.epoch + ") and issues certificates."
+    : "This replica" + me + " is a standby; " + (doc.leader
+      ? "the ACME leader is " + doc.leader + (doc.leader_renewed_at ? " (renewed " + doc.leader_renewed_at + ")" : "") + "."
+      : "another replica holds the ACME lock.");
+  const leader = document.getElementById("acme-leader-name");
+  leader.textContent = doc.leader || "unknown";
+  leader.classList.toggle("muted", !doc.leader);
+  document.getElementById("acme-election").textContent = doc.election
+    ? "elected by " + doc.election + (doc.election_error ? " (cannot read it: " + doc.election_error + ")" : "")
+    : "";
   const orders = Object.entries(doc.orders || {}).map(([k, n]) => k + ": " + n).join(", ");
   document.getElementById("acme-orders").textContent =
     doc.managed_certificates + " managed certificates; orders since start: " + (orders || "none");
@@ -155,7 +160,12 @@ function renderAcme(doc) {
 
 function renderCertificates(doc) {
   document.getElementById("cert-unavailable").hidden = doc.available;
+  document.getElementById("cert-renewals-elsewhere").hidden = doc.renewal_facts !== false;
   const tb = tbody("certificates");
+  // Renewal facts come from the issuer; a binary that only serves certificates says so.
+  const renewal = (v) => doc.renewal_facts === false
+    ? el("td", { class: "muted", title: "renewals are fairway-controller's part", text: "see controller" })
+    : el("td", { text: when(v) });
   for (const c of doc.certificates) {
     tb.append(el("tr", { class: c.status, "data-domain": c.domain },
       el("td", { text: c.domain }),
@@ -164,8 +174,8 @@ function renderCertificates(doc) {
       el("td", {}, daysBar(c)),
       el("td", { text: c.resolver }),
       el("td", { text: c.key_type }),
-      el("td", { text: when(c.last_renewal) }),
-      el("td", { text: when(c.next_renewal) })));
+      renewal(c.last_renewal),
+      renewal(c.next_renewal)));
   }
 }
 
