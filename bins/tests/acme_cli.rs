@@ -522,6 +522,12 @@ fn problems_stay_one_line_each_and_undecodable_rows_are_listed() {
         "{out}"
     );
 
+    let o = fairway(&["acme", "list", "--file", s(&file)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let table = stdout(&o);
+    assert_eq!(table.lines().count(), 3, "header and two rows: {table}");
+    assert!(table.contains(r"evil\nname.example.com"), "{table}");
+
     let o = fairway(&["acme", "list", "--file", s(&file), "--output", "json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stderr(&o).lines().count(), 2, "{}", stderr(&o));

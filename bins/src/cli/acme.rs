@@ -267,21 +267,22 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// The table cells; names read from the file are escaped so each row stays one line.
     fn cells(&self) -> [String; 7] {
         let dash = || "-".to_owned();
         [
-            self.resolver.to_owned(),
-            self.stored.domain.main.clone(),
+            one_line(self.resolver),
+            one_line(&self.stored.domain.main),
             if self.stored.domain.sans.is_empty() {
                 dash()
             } else {
-                self.stored.domain.sans.join(",")
+                one_line(self.stored.domain.sans.join(","))
             },
             self.entry
                 .map_or_else(|| "UNDECODABLE".into(), |e| rfc3339(e.not_after())),
             self.entry.map_or_else(dash, |e| e.issuer().to_owned()),
             self.entry.map_or_else(dash, |e| e.key_type().to_string()),
-            self.stored.store.clone(),
+            one_line(&self.stored.store),
         ]
     }
 }
