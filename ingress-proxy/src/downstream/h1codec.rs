@@ -20,6 +20,9 @@ use http_body::SizeHint;
 /// applies the configured `max_headers` and answers 431 when it is exceeded).
 pub(crate) const MAX_SLOTS: usize = 100;
 
+/// `X-Forwarded-For/-Proto/-Host/-Port` and `X-Real-IP`.
+const FORWARDING_HEADERS: usize = 5;
+
 /// The limits a request head must respect to be served inline.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
@@ -142,7 +145,8 @@ pub(crate) fn parse_request_head(buf: &mut BytesMut, limits: HeadLimits) -> Pars
     let Ok(uri) = Uri::from_maybe_shared(slice(path_range.0, path_range.1)) else {
         return Parsed::Handoff;
     };
-    let mut headers = HeaderMap::with_capacity(count);
+    // Room for the forwarding headers the proxy adds, so the map does not grow per request.
+    let mut headers = HeaderMap::with_capacity(count + FORWARDING_HEADERS);
     for &(n, nl, v, vl) in &fields[..count] {
         let Ok(name) = HeaderName::from_bytes(&head[n as usize..(n + nl) as usize]) else {
             return Parsed::Handoff;
