@@ -334,12 +334,7 @@ pub(crate) fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
 pub(crate) fn encode_last_chunk(trailers: Option<&HeaderMap>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"0\r\n");
     if let Some(t) = trailers {
-        for (name, value) in t {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
+        crate::upstream::h1codec::encode_fields(t, out);
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -60,13 +60,19 @@ pub(crate) fn encode_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    encode_fields(headers, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `name: value` lines, one per field (request heads here, trailer sections in the
+/// downstream codec).
+pub(crate) fn encode_fields(headers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// How the body after a response head is delimited (RFC 9112 §6.3).
