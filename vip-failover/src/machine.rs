@@ -124,6 +124,9 @@ struct Peer {
     seq: u64,
     healthy: bool,
     hears_me: bool,
+    /// When this peer last heard us, by its latest report (our clock, latency ignored); the
+    /// quorum-at-risk probe watches it so a link lossy in our direction is probed too.
+    heard_me_at: Option<Instant>,
     /// Left by a leaving release; only a newer incarnation brings it back.
     left: bool,
     claims: Vec<VipIndex>,
@@ -565,6 +568,9 @@ impl Machine {
             self.dirty = true;
         }
         let hears_me = u64::from(b.ages_ms[me]) < timeout_ms + margin_ms;
+        p.heard_me_at = (b.ages_ms[me] != AGE_UNKNOWN)
+            .then(|| now.checked_sub(Duration::from_millis(b.ages_ms[me].into())))
+            .flatten();
         if p.hears_me != hears_me {
             p.hears_me = hears_me;
             self.dirty = true;
@@ -801,6 +807,24 @@ impl Machine {
                 })
                 .count();
             let fresh = fresh >= self.cluster.majority();
+            // Quorum at risk: fewer than a majority heard both ways within two intervals.
+            // Losing quorum makes an owner withdraw, so before the keep window runs out the
+            // periodic heartbeats ask every peer for an immediate answer: a few heartbeats lost
+            // on two links at once then no longer moves a VIP.
+            if ok && now >= self.next_heartbeat {
+                let steady = timing.interval * 2;
+                let recent = |t: Option<Instant>| t.is_some_and(|t| now < t + steady);
+                let steady = 1 + self
+                    .peers
+                    .iter()
+                    .filter(|p| {
+                        !p.left && p.hears_me && recent(p.last_direct) && recent(p.heard_me_at)
+                    })
+                    .count();
+                if steady < self.cluster.majority() {
+                    self.probe_next = true;
+                }
+            }
             if ok != self.quorum_ok || fresh != self.fresh_quorum {
                 self.quorum_ok = ok;
                 self.fresh_quorum = fresh;

@@ -187,30 +187,105 @@ fn exchange(
     from: Instant,
     span: Duration,
 ) -> (Instant, Vec<(usize, IpAddr)>) {
+    let (now, actions) = exchange_where(machines, from, span, |_, _| true);
+    let announced = actions
+        .into_iter()
+        .filter_map(|(i, _, act)| match act {
+            Action::Announce { addr, .. } => Some((i, addr)),
+            _ => None,
+        })
+        .collect();
+    (now, announced)
+}
+
+/// Like [`exchange`], but a heartbeat from machine `i` reaches machine `j` only if
+/// `link(i, j)`; returns every action with its machine and time.
+fn exchange_where(
+    machines: &mut [&mut Machine],
+    from: Instant,
+    span: Duration,
+    link: impl Fn(usize, usize) -> bool,
+) -> (Instant, Vec<(usize, Instant, Action)>) {
     let mut now = from;
-    let mut announced = Vec::new();
+    let mut actions = Vec::new();
     while now < from + span {
         now += Duration::from_millis(10);
         let mut mail = Vec::new();
         for (i, m) in machines.iter_mut().enumerate() {
             m.handle(Event::Timeout, now);
             for act in drain(m) {
-                match act {
-                    Action::SendHeartbeat { message, .. } => mail.push((i, message)),
-                    Action::Announce { addr, .. } => announced.push((i, addr)),
-                    _ => {}
+                if let Action::SendHeartbeat { message, .. } = &act {
+                    mail.push((i, message.clone()));
                 }
+                actions.push((i, now, act));
             }
         }
         for (i, message) in mail {
             for (j, m) in machines.iter_mut().enumerate() {
-                if i != j {
+                if i != j && link(i, j) {
                     m.handle(Event::Message(message.clone()), now);
                 }
             }
         }
     }
-    (now, announced)
+    (now, actions)
+}
+
+/// Quorum mode: when a majority has not been heard (or has not heard us) for two intervals,
+/// the owner's heartbeats ask for an immediate answer, well before losing quorum would make it
+/// withdraw; the answers keep the VIP where it is. Checked for silence in either direction.
+#[test]
+fn quorum_at_risk_heartbeats_probe_before_the_owner_withdraws() {
+    let timing = Timing::DEFAULT;
+    for blocked_towards_owner in [true, false] {
+        let t0 = Instant::now();
+        let mut cfg = config(&[50]);
+        cfg.nodes.push(NodeId::new("c"));
+        cfg.quorum = true;
+        let cluster = Cluster::new(&cfg).unwrap();
+        let mut ms: Vec<Machine> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Machine::new(Arc::clone(&cluster), &NodeId::new(*n), 1, t0).unwrap())
+            .collect();
+        let mut refs: Vec<&mut Machine> = ms.iter_mut().collect();
+        let (now, _) = exchange(&mut refs, t0, Duration::from_secs(1));
+        let owner = (0..3).find(|&i| refs[i].owns(0)).expect("an owner");
+        // Every heartbeat between the owner and the others is lost, in one direction.
+        let cut = |i: usize, j: usize| {
+            if blocked_towards_owner {
+                j == owner
+            } else {
+                i == owner
+            }
+        };
+        // Cut until the owner probes.
+        let mut then = now;
+        let probed = loop {
+            let (t, actions) =
+                exchange_where(&mut refs, then, Duration::from_millis(10), |i, j| {
+                    !cut(i, j)
+                });
+            then = t;
+            let probe = actions.iter().any(|(i, _, act)| {
+                matches!(act, Action::SendHeartbeat { message, .. } if *i == owner && message.body.probe)
+            });
+            if probe || then - now > timing.detection_timeout() {
+                break then - now;
+            }
+        };
+        // Not while a single heartbeat is missing (silence is counted from the last heartbeat
+        // before the cut, up to one interval earlier); before the detection timeout.
+        assert!(
+            probed > timing.interval && probed <= timing.detection_timeout(),
+            "probed after {probed:?} (towards owner: {blocked_towards_owner})"
+        );
+        assert!(refs[owner].owns(0), "the owner kept the VIP while probing");
+        // The network comes back: the answers keep the VIP with its owner, nobody else
+        // announces, and probing stops.
+        let (_, actions) = exchange(&mut refs, then, Duration::from_secs(1));
+        assert!(actions.is_empty(), "ownership moved: {actions:?}");
+        assert!(refs[owner].owns(0));
+    }
 }
 
 /// A reconfiguration that makes a better-ranked node a candidate again (e.g. its Kubernetes
