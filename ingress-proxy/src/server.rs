@@ -166,7 +166,9 @@ async fn serve_connection(
     let mut io = Tracked {
         io: conn,
         activity: activity.clone(),
-        scanner: Some(FramingScanner::new()),
+        // The inline loop parses every request head itself and hands anything with a body to
+        // hyper, so the scanner starts only at a hand-off (see `follow_framing_from`).
+        scanner: None,
         ctx: ctx.clone(),
     };
     let mut drain = shared.drain.subscribe();
@@ -186,6 +188,7 @@ async fn serve_connection(
         None | Some(Outcome::Closed) => return,
         Some(Outcome::Handoff(prefix)) => prefix,
     };
+    io.follow_framing_from(&prefix);
     let io = TokioIo::new(Rewind::new(prefix, io));
     let svc_shared = shared.clone();
     let svc = service_fn(move |req| {
@@ -254,8 +257,10 @@ impl Supervisor<'_> {
     }
 }
 
-/// Records the time of the last read or write, for the idle timeout (one relaxed store), and
-/// runs the HTTP/1.1 framing scanner over what the client sends.
+/// Records the time of the last read or write, for the idle timeout (one relaxed store), and,
+/// once the inline loop has handed the connection to hyper, runs the HTTP/1.1 framing scanner
+/// over what the client sends (the inline loop refuses to serve `Transfer-Encoding` itself, so
+/// every request the scanner must judge reaches hyper).
 struct Tracked<IO> {
     io: IO,
     activity: Arc<AtomicU64>,
@@ -266,6 +271,22 @@ struct Tracked<IO> {
 impl<IO> Tracked<IO> {
     fn touch(&self) {
         self.activity.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Starts the framing scanner for hyper's part of the connection: `prefix` is what the
+    /// inline loop read but did not serve (it starts at a request head), and everything read
+    /// from here on follows it.
+    fn follow_framing_from(&mut self, prefix: &[u8]) {
+        let mut scanner = FramingScanner::new();
+        scanner.feed(prefix);
+        self.note(scanner);
+    }
+
+    fn note(&mut self, scanner: FramingScanner) {
+        if scanner.flagged() {
+            self.ctx.smuggling.store(true, Ordering::Relaxed);
+        }
+        self.scanner = scanner.active().then_some(scanner);
     }
 }
 
@@ -280,14 +301,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.touch();
-            if let Some(scanner) = &mut this.scanner {
+            if let Some(mut scanner) = this.scanner.take() {
                 scanner.feed(&buf.filled()[before..]);
-                if scanner.flagged() {
-                    this.ctx.smuggling.store(true, Ordering::Relaxed);
-                }
-                if !scanner.active() {
-                    this.scanner = None;
-                }
+                this.note(scanner);
             }
         }
         r

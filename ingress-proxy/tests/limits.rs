@@ -76,6 +76,19 @@ async fn smuggling_attempts_get_400() {
             "{name}: reached the upstream: {resp}"
         );
     }
+    // Behind a request the inline loop serves, on the same connection: the first gets its
+    // answer, the smuggling attempt still gets 400 and never reaches the upstream.
+    let pipelined = raw(
+        addr,
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n\
+          POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(pipelined.starts_with("HTTP/1.1 200"), "{pipelined}");
+    assert_eq!(pipelined.matches("HTTP/1.1 ").count(), 2, "{pipelined}");
+    assert!(pipelined.contains("HTTP/1.1 400"), "{pipelined}");
+    assert_eq!(pipelined.matches("x-upstream").count(), 1, "{pipelined}");
     // A correct chunked request still works.
     let ok = raw(
         addr,

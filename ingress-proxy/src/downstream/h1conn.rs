@@ -98,9 +98,6 @@ where
             head,
             trailers,
         } = loop {
-            if ctx.smuggling.load(Ordering::Relaxed) {
-                return Outcome::Handoff(buf.freeze());
-            }
             // After an incomplete parse, parse again only once a blank line may have arrived,
             // so a head trickling in costs linear time.
             let worth_parsing = match scanned {
