@@ -90,7 +90,30 @@ fn remove_connection_tokens(headers: &mut HeaderMap, value: &HeaderValue) {
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed list plus every header named in
 /// `Connection`. `TE: trailers` is kept (gRPC needs it).
+///
+/// Runs on every request and every response, and most carry none of these headers: one pass
+/// over the names present (cheap comparisons, no hashing) decides whether anything must go.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers);
+    }
+}
+
+/// The names [`strip_hop_by_hop`] may act on. A header named only in `Connection` is removed
+/// only when `Connection` itself is present, so `Connection` stands for all of those.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::CONNECTION).iter();
     match (values.next(), values.next()) {
         (None, _) => {}
@@ -239,6 +262,111 @@ mod tests {
         h.insert("te", HeaderValue::from_static("trailers"));
         remove_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
+    }
+
+    mod hop_by_hop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Names drawn from the hop-by-hop list, names a `Connection` value may list, and
+        /// ordinary end-to-end names, in mixed case.
+        const NAMES: &[&str] = &[
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Proxy-Authorization",
+            "Proxy-Authenticate",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "TE",
+            "X-Secret",
+            "X-Other",
+            "Host",
+            "Accept",
+            "Close",
+        ];
+        const VALUES: &[&str] = &[
+            "1",
+            "trailers",
+            "Trailers",
+            "gzip",
+            "close",
+            "keep-alive, x-secret",
+            "X-Other ,upgrade",
+            "x-secret, , close",
+            "te",
+        ];
+
+        /// The rule written out directly over a list of fields: drop the fixed names, the
+        /// names listed in any `Connection` value (but not the `close`/`keep-alive` options),
+        /// and `TE` unless its first value is `trailers`.
+        fn reference(fields: &[(String, String)]) -> Vec<(String, String)> {
+            let lower = |s: &str| s.trim().to_ascii_lowercase();
+            let mut gone: Vec<String> = [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "proxy-authorization",
+                "proxy-authenticate",
+                "trailer",
+                "transfer-encoding",
+                "upgrade",
+            ]
+            .map(String::from)
+            .to_vec();
+            for (n, v) in fields {
+                if lower(n) == "connection" {
+                    gone.extend(
+                        v.split(',')
+                            .map(lower)
+                            .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive"),
+                    );
+                }
+            }
+            let te_first = fields.iter().find(|(n, _)| lower(n) == "te");
+            if te_first.is_some_and(|(_, v)| !v.eq_ignore_ascii_case("trailers")) {
+                gone.push("te".into());
+            }
+            fields
+                .iter()
+                .filter(|(n, _)| !gone.contains(&lower(n)))
+                .map(|(n, v)| (lower(n), v.clone()))
+                .collect()
+        }
+
+        fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+            v.sort();
+            v
+        }
+
+        proptest! {
+            #[test]
+            fn matches_the_reference(
+                fields in prop::collection::vec(
+                    (prop::sample::select(NAMES), prop::sample::select(VALUES)),
+                    0..8,
+                )
+            ) {
+                let fields: Vec<(String, String)> = fields
+                    .into_iter()
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect();
+                let mut map = HeaderMap::new();
+                for (n, v) in &fields {
+                    map.append(
+                        HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        HeaderValue::from_str(v).unwrap(),
+                    );
+                }
+                remove_hop_by_hop(&mut map);
+                let got: Vec<(String, String)> = map
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                    .collect();
+                prop_assert_eq!(sorted(got), sorted(reference(&fields)));
+            }
+        }
     }
 
     #[test]

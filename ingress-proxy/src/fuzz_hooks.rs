@@ -65,7 +65,7 @@ pub struct ResponseHead {
 
 /// `h1codec::parse_response_head`: `Ok(None)` means incomplete; errors are their `Display`.
 pub fn parse_response_head(buf: &[u8], method: &Method) -> Result<Option<ResponseHead>, String> {
-    match h1codec::parse_response_head(buf, method) {
+    match h1codec::parse_response_head(&mut bytes::BytesMut::from(buf), method) {
         Ok(Some((h, len))) => Ok(Some(ResponseHead {
             status: h.status,
             version: h.version,

@@ -325,7 +325,7 @@ proptest! {
         });
         wire.extend(encode_body(&plan, &body, pieces, trailers.as_ref()));
         let method = if head_request { Method::HEAD } else { Method::GET };
-        let (parsed, len) = parse_response_head(&wire, &method)
+        let (parsed, len) = parse_response_head(&mut BytesMut::from(&wire[..]), &method)
             .expect("the client codec accepts the head")
             .expect("the head is complete");
         prop_assert_eq!(parsed.status, status);

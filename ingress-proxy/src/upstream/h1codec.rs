@@ -9,8 +9,10 @@
 //! exhaustively; [`super::h1conn`] drives it over a socket. Requests with a body and
 //! upgrades still go through hyper.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// The most response headers accepted (hyper's default too).
@@ -116,15 +118,21 @@ pub(crate) fn head_may_end(buf: &[u8], from: usize) -> bool {
 }
 
 /// Parses one response head from the start of `buf`. `Ok(None)`: incomplete, read more.
-/// On success returns the head and how many bytes it took. Interim (1xx other than 101)
-/// responses are returned too; the caller skips them.
+/// On success the head's bytes have been split off `buf` (the header values point into them,
+/// no copies) and its length is returned with it. After an error the connection is unusable
+/// and `buf` is left as it was, except for a field httparse accepts but `http` refuses, which
+/// is only found once the head is split off. Interim (1xx other than 101) responses are
+/// returned too; the caller skips them.
 pub(crate) fn parse_response_head(
-    buf: &[u8],
+    buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<(ResponseHead, usize)>, CodecError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // Uninitialised slots: initialising 100 of them per response would cost more than parsing.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return if buf.len() > MAX_HEAD {
@@ -146,27 +154,28 @@ pub(crate) fn parse_response_head(
     } else {
         Version::HTTP_10
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut has_te = false;
     let mut close = version == Version::HTTP_10;
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| CodecError::Head("header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| CodecError::Head("header value"))?;
-        if name == CONTENT_LENGTH {
+    // Offsets into the buffer (`len` <= MAX_HEAD), so the head is frozen once and sliced.
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let count = resp.headers.len();
+    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(h.value)?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(CodecError::ContentLength);
             }
             content_length = Some(n);
-        } else if name == TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             has_te = true;
             // Only the last coding decides (RFC 9112 §6.3 item 4).
             chunked = last_token(h.value).eq_ignore_ascii_case(b"chunked");
-        } else if name == CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
@@ -176,6 +185,20 @@ pub(crate) fn parse_response_head(
                 }
             }
         }
+        *slot = (
+            offset(name),
+            name.len() as u32,
+            offset(h.value),
+            h.value.len() as u32,
+        );
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &fields[..count] {
+        let name = HeaderName::from_bytes(&head[n as usize..(n + nl) as usize])
+            .map_err(|_| CodecError::Head("header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v as usize..(v + vl) as usize))
+            .map_err(|_| CodecError::Head("header value"))?;
         headers.append(name, value);
     }
     let framing = if *request_method == Method::HEAD

@@ -9,8 +9,22 @@ fn head(raw: &str) -> ResponseHead {
     head_for(raw, &Method::GET)
 }
 
+/// [`parse_response_head`] over a copy of `raw`; checks that a complete head, and only that,
+/// is split off the buffer.
+fn parse(raw: &[u8], method: &Method) -> Result<Option<(ResponseHead, usize)>, CodecError> {
+    let mut buf = BytesMut::from(raw);
+    let r = parse_response_head(&mut buf, method);
+    let taken = raw.len() - buf.len();
+    match &r {
+        Ok(Some((_, len))) => assert_eq!(taken, *len),
+        _ => assert_eq!(taken, 0),
+    }
+    assert_eq!(&raw[taken..], &buf[..]);
+    r
+}
+
 fn head_for(raw: &str, method: &Method) -> ResponseHead {
-    let (h, len) = parse_response_head(raw.as_bytes(), method)
+    let (h, len) = parse(raw.as_bytes(), method)
         .expect("valid")
         .expect("complete");
     assert_eq!(len, raw.len());
@@ -108,7 +122,7 @@ fn content_length_values() {
         "HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
     ] {
         assert_eq!(
-            parse_response_head(bad.as_bytes(), &Method::GET).unwrap_err(),
+            parse(bad.as_bytes(), &Method::GET).unwrap_err(),
             CodecError::ContentLength,
             "{bad}"
         );
@@ -120,14 +134,12 @@ fn partial_bad_and_oversized_heads() {
     let full = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
     for cut in 0..full.len() {
         assert!(
-            parse_response_head(&full[..cut], &Method::GET)
-                .unwrap()
-                .is_none(),
+            parse(&full[..cut], &Method::GET).unwrap().is_none(),
             "cut at {cut}"
         );
     }
     assert!(matches!(
-        parse_response_head(b"HTTX/1.1 200 OK\r\n\r\n", &Method::GET),
+        parse(b"HTTX/1.1 200 OK\r\n\r\n", &Method::GET),
         Err(CodecError::Head(_))
     ));
     let mut many = String::from("HTTP/1.1 200 OK\r\n");
@@ -136,12 +148,12 @@ fn partial_bad_and_oversized_heads() {
     }
     many.push_str("\r\n");
     assert_eq!(
-        parse_response_head(many.as_bytes(), &Method::GET).unwrap_err(),
+        parse(many.as_bytes(), &Method::GET).unwrap_err(),
         CodecError::HeadTooLarge
     );
     let huge = format!("HTTP/1.1 200 OK\r\nx-big: {}", "a".repeat(MAX_HEAD + 1));
     assert_eq!(
-        parse_response_head(huge.as_bytes(), &Method::GET).unwrap_err(),
+        parse(huge.as_bytes(), &Method::GET).unwrap_err(),
         CodecError::HeadTooLarge
     );
 }
@@ -389,8 +401,7 @@ proptest! {
 
         let mut buf = BytesMut::new();
         let parsed = loop {
-            if let Some((h, len)) = parse_response_head(&buf, &Method::GET).unwrap() {
-                let _ = buf.split_to(len);
+            if let Some((h, _)) = parse_response_head(&mut buf, &Method::GET).unwrap() {
                 break h;
             }
             buf.extend_from_slice(pieces.next().expect("head completes"));
@@ -463,7 +474,7 @@ proptest! {
     /// Arbitrary bytes never panic, whatever the framing.
     #[test]
     fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = parse_response_head(&bytes, &Method::GET);
+        let _ = parse(&bytes, &Method::GET);
         for framing in [Framing::Chunked, Framing::Length(100), Framing::Eof] {
             let mut buf = BytesMut::from(&bytes[..]);
             let _ = decode_all(framing, &mut buf);
@@ -501,7 +512,7 @@ proptest! {
         }
         head.push_str(eol);
         let head = head.as_bytes();
-        prop_assert!(matches!(parse_response_head(head, &Method::GET), Ok(Some((_, n))) if n == head.len()));
+        prop_assert!(matches!(parse(head, &Method::GET), Ok(Some((_, n))) if n == head.len()));
         for from in 0..head.len() {
             prop_assert!(head_may_end(head, from), "from {}", from);
         }

@@ -111,9 +111,8 @@ impl InlineConn {
             };
             received |= !self.read.is_empty();
             if !self.read.is_empty() && worth_parsing {
-                match parse_response_head(&self.read, method) {
-                    Ok(Some((head, len))) => {
-                        let _ = self.read.split_to(len);
+                match parse_response_head(&mut self.read, method) {
+                    Ok(Some((head, _))) => {
                         scanned = None;
                         if head.status.is_informational()
                             && head.status != http::StatusCode::SWITCHING_PROTOCOLS
