@@ -13,8 +13,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Per-connection facts, rendered once when the connection is accepted.
 #[derive(Debug, Clone)]
@@ -91,61 +91,76 @@ fn remove_connection_tokens(headers: &mut HeaderMap, value: &HeaderValue) {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): the fixed list plus every header named in
 /// `Connection`. `TE: trailers` is kept (gRPC needs it).
 ///
-/// Runs on every request and every response, and most carry none of these headers: one pass
-/// over the names present (cheap comparisons, no hashing) decides whether anything must go.
+/// Runs on every request and every response. One pass over the names present (cheap
+/// comparisons, no hashing) finds which of these headers are there — usually none, or only
+/// `Connection: keep-alive` from an upstream — and only those are looked up and removed.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.keys().any(is_hop_by_hop) {
-        strip_hop_by_hop(headers);
+    let present = headers
+        .keys()
+        .fold(0u16, |seen, name| seen | hop_by_hop_bit(name));
+    if present == 0 {
+        return;
     }
-}
-
-/// The names [`strip_hop_by_hop`] may act on. A header named only in `Connection` is removed
-/// only when `Connection` itself is present, so `Connection` stands for all of those.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == header::PROXY_AUTHORIZATION
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::TE
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::CONNECTION).iter();
-    match (values.next(), values.next()) {
-        (None, _) => {}
-        (Some(_), None) => {
-            if let Some(v) = headers.remove(header::CONNECTION) {
-                remove_connection_tokens(headers, &v);
+    if present & CONNECTION_BIT != 0 {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        match (values.next(), values.next()) {
+            (None, _) => {}
+            (Some(_), None) => {
+                if let Some(v) = headers.remove(header::CONNECTION) {
+                    remove_connection_tokens(headers, &v);
+                }
             }
-        }
-        (Some(_), Some(_)) => {
-            let all: Vec<HeaderValue> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .cloned()
-                .collect();
-            headers.remove(header::CONNECTION);
-            for v in &all {
-                remove_connection_tokens(headers, v);
+            (Some(_), Some(_)) => {
+                let all: Vec<HeaderValue> = headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .cloned()
+                    .collect();
+                headers.remove(header::CONNECTION);
+                for v in &all {
+                    remove_connection_tokens(headers, v);
+                }
             }
         }
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::UPGRADE);
-    if let Some(te) = headers.get(header::TE)
+    for (i, name) in FIXED_HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << (i + 1)) != 0 {
+            headers.remove(name);
+        }
+    }
+    if present & TE_BIT != 0
+        && let Some(te) = headers.get(header::TE)
         && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
     {
         headers.remove(header::TE);
     }
+}
+
+/// Always removed when present; bit `i + 1` of [`hop_by_hop_bit`] stands for entry `i`.
+static FIXED_HOP_BY_HOP: [HeaderName; 7] = [
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+const CONNECTION_BIT: u16 = 1;
+const TE_BIT: u16 = 1 << (FIXED_HOP_BY_HOP.len() + 1);
+
+/// Which hop-by-hop header `name` is, as a bit (0 for an end-to-end header).
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    if name == header::CONNECTION {
+        return CONNECTION_BIT;
+    }
+    if name == header::TE {
+        return TE_BIT;
+    }
+    FIXED_HOP_BY_HOP
+        .iter()
+        .position(|h| h == name)
+        .map_or(0, |i| 1 << (i + 1))
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host/-Port` and `X-Real-IP`. From a trusted proxy the
