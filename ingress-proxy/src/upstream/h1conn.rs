@@ -19,6 +19,7 @@ use http::{HeaderMap, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::endpoint::InflightGuard;
 use super::h1codec::{
@@ -38,6 +39,10 @@ pub(crate) struct InlineConn {
     io: TcpStream,
     read: BytesMut,
     write: Vec<u8>,
+    /// The response-head deadline, one timer for the connection's life: moving it later for
+    /// the next request is a field update in tokio's timer wheel, where a fresh
+    /// `tokio::time::timeout` per request would insert and remove an entry each time.
+    deadline: Pin<Box<Sleep>>,
 }
 
 /// Why a request on an [`InlineConn`] failed, and whether the upstream sent anything at all.
@@ -64,6 +69,7 @@ impl InlineConn {
             io: tcp,
             read: BytesMut::with_capacity(READ_CHUNK),
             write: Vec::with_capacity(1024),
+            deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
         })
     }
 
@@ -86,68 +92,100 @@ impl InlineConn {
     }
 
     /// Writes a request without a body and reads up to its final response head (interim 1xx
-    /// responses other than 101 are skipped).
+    /// responses other than 101 are skipped), all before `deadline`. A missed deadline is a
+    /// [`std::io::ErrorKind::TimedOut`] error, never "nothing received": the request may
+    /// have reached the upstream.
     pub(crate) async fn request(
         &mut self,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
+        deadline: Instant,
     ) -> Result<ResponseHead, ConnError> {
-        self.write.clear();
-        super::h1codec::encode_request_head(method, target, headers, &mut self.write);
-        if let Err(error) = self.io.write_all(&self.write).await {
-            return Err(ConnError {
-                error,
-                nothing_received: true,
-            });
+        self.deadline.as_mut().reset(deadline);
+        let Self {
+            io,
+            read,
+            write,
+            deadline: timer,
+        } = self;
+        tokio::select! {
+            biased;
+            r = exchange(io, read, write, method, target, headers) => r,
+            () = timer.as_mut() => Err(ConnError {
+                error: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no response head from the upstream within the response timeout",
+                ),
+                nothing_received: false,
+            }),
         }
-        let mut received = false;
-        // After an incomplete parse: how far `read` is known to hold no end of head.
-        let mut scanned: Option<usize> = None;
-        loop {
-            let worth_parsing = match scanned {
-                None => true,
-                Some(from) => head_may_end(&self.read, from) || self.read.len() > MAX_HEAD,
-            };
-            received |= !self.read.is_empty();
-            if !self.read.is_empty() && worth_parsing {
-                match parse_response_head(&mut self.read, method) {
-                    Ok(Some((head, _))) => {
-                        scanned = None;
-                        if head.status.is_informational()
-                            && head.status != http::StatusCode::SWITCHING_PROTOCOLS
-                        {
-                            continue;
-                        }
-                        return Ok(head);
+    }
+}
+
+/// One request/response-head exchange on `io` (see [`InlineConn::request`]).
+async fn exchange(
+    io: &mut TcpStream,
+    read: &mut BytesMut,
+    write: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<ResponseHead, ConnError> {
+    write.clear();
+    super::h1codec::encode_request_head(method, target, headers, write);
+    if let Err(error) = io.write_all(write).await {
+        return Err(ConnError {
+            error,
+            nothing_received: true,
+        });
+    }
+    let mut received = false;
+    // After an incomplete parse: how far `read` is known to hold no end of head.
+    let mut scanned: Option<usize> = None;
+    loop {
+        let worth_parsing = match scanned {
+            None => true,
+            Some(from) => head_may_end(read, from) || read.len() > MAX_HEAD,
+        };
+        received |= !read.is_empty();
+        if !read.is_empty() && worth_parsing {
+            match parse_response_head(read, method) {
+                Ok(Some((head, _))) => {
+                    scanned = None;
+                    if head.status.is_informational()
+                        && head.status != http::StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        continue;
                     }
-                    Ok(None) => scanned = Some(self.read.len()),
-                    Err(e) => {
-                        return Err(ConnError {
-                            error: codec(e),
-                            nothing_received: false,
-                        });
-                    }
+                    return Ok(head);
+                }
+                Ok(None) => scanned = Some(read.len()),
+                Err(e) => {
+                    return Err(ConnError {
+                        error: codec(e),
+                        nothing_received: false,
+                    });
                 }
             }
-            self.read.reserve(READ_CHUNK);
-            match self.io.read_buf(&mut self.read).await {
-                Ok(0) => {
-                    return Err(ConnError {
-                        error: std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "upstream closed the connection before a complete response head",
-                        ),
-                        nothing_received: !received,
-                    });
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    return Err(ConnError {
-                        error,
-                        nothing_received: !received,
-                    });
-                }
+        }
+        read.reserve(READ_CHUNK);
+        match io.read_buf(read).await {
+            Ok(0) => {
+                return Err(ConnError {
+                    error: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before a complete response head",
+                    ),
+                    nothing_received: !received,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                return Err(ConnError {
+                    error,
+                    nothing_received: !received,
+                });
             }
         }
     }
@@ -362,6 +400,14 @@ mod tests {
     }
 
     async fn get(ep: &Arc<Endpoint>, method: Method) -> Result<Response<ProxyBody>, SendError> {
+        get_by(ep, method, Instant::now() + Duration::from_secs(5)).await
+    }
+
+    async fn get_by(
+        ep: &Arc<Endpoint>,
+        method: Method,
+        deadline: Instant,
+    ) -> Result<Response<ProxyBody>, SendError> {
         let mut headers = HeaderMap::new();
         headers.insert("host", http::HeaderValue::from_static("a.test"));
         let (head, conn) = ep
@@ -369,6 +415,7 @@ mod tests {
             .send_inline(
                 ep.authority(),
                 Duration::from_secs(5),
+                deadline,
                 &method,
                 "/",
                 &headers,
@@ -398,6 +445,37 @@ mod tests {
                 r
             }
         }
+    }
+
+    #[tokio::test]
+    async fn each_request_gets_its_own_deadline_on_a_reused_connection() {
+        // Answers the first two requests at once, never the third.
+        fn answer(n: usize) -> Vec<u8> {
+            if n < 2 {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
+            } else {
+                Vec::new()
+            }
+        }
+        let (ep, accepted) = upstream(answer, false).await;
+        let short = || Instant::now() + Duration::from_millis(50);
+        let resp = get_by(&ep, Method::GET, short()).await.unwrap();
+        assert_eq!(body(resp).await.unwrap().0, b"ok");
+        // The first request's deadline passes while the connection idles in the pool ...
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        // ... and does not cut the next request on it short.
+        let resp = get_by(&ep, Method::GET, short()).await.unwrap();
+        assert_eq!(body(resp).await.unwrap().0, b"ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // A response that never comes ends at the deadline, as a timeout, not earlier.
+        let start = Instant::now();
+        let err = get_by(&ep, Method::GET, start + Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Timeout), "{err}");
+        assert!(start.elapsed() >= Duration::from_millis(190));
+        // The timed-out connection is not pooled.
+        assert_eq!(ep.h1_pool().idle_count(), 0);
     }
 
     #[tokio::test]

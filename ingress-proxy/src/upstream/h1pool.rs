@@ -43,26 +43,39 @@ pub(crate) enum SendError {
     Legacy(hyper_util::client::legacy::Error),
     /// An inline connection ([`super::h1conn`]) failed after it was made.
     Io(std::io::Error),
+    /// No response head within the response timeout.
+    Timeout,
 }
 
 impl SendError {
+    /// An inline connection's error once the connection is made: a missed deadline is
+    /// [`SendError::Timeout`], anything else [`SendError::Io`].
+    fn after_connect(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            SendError::Timeout
+        } else {
+            SendError::Io(e)
+        }
+    }
+
     /// Whether the request never left (the connection could not be made).
     pub(crate) fn is_connect(&self) -> bool {
         match self {
             SendError::Connect(_) => true,
             SendError::Http(_) => false,
             SendError::Legacy(e) => e.is_connect(),
-            SendError::Io(_) => false,
+            SendError::Io(_) | SendError::Timeout => false,
         }
     }
 
     /// The underlying error, for cause inspection.
-    pub(crate) fn as_error(&self) -> &(dyn std::error::Error + 'static) {
+    pub(crate) fn as_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Connect(e) => e,
-            SendError::Http(e) => e,
-            SendError::Legacy(e) => e,
-            SendError::Io(e) => e,
+            SendError::Connect(e) => Some(e),
+            SendError::Http(e) => Some(e),
+            SendError::Legacy(e) => Some(e),
+            SendError::Io(e) => Some(e),
+            SendError::Timeout => None,
         }
     }
 }
@@ -73,6 +86,7 @@ impl std::fmt::Display for SendError {
             SendError::Connect(e) => write!(f, "connect: {e}"),
             SendError::Http(e) => write!(f, "{e}"),
             SendError::Legacy(e) => write!(f, "{e}"),
+            SendError::Timeout => f.write_str("no response head within the response timeout"),
             SendError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -216,6 +230,7 @@ impl H1Pool {
         &self,
         authority: &Authority,
         connect_timeout: Duration,
+        deadline: tokio::time::Instant,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
@@ -225,19 +240,23 @@ impl H1Pool {
             if !conn.looks_alive() {
                 continue;
             }
-            match conn.request(method, target, headers).await {
+            match conn.request(method, target, headers, deadline).await {
                 Ok(head) => return Ok((head, conn)),
                 Err(e) if e.nothing_received && idempotent => {
                     tracing::debug!(error = %e.error, "stale pooled upstream connection; retrying");
                 }
-                Err(e) => return Err(SendError::Io(e.error)),
+                Err(e) => return Err(SendError::after_connect(e.error)),
             }
         }
         // Boxed: connecting is the rare case, and its state would size every request's future.
-        let mut conn = Box::pin(InlineConn::connect(authority, connect_timeout)).await?;
-        match conn.request(method, target, headers).await {
+        let connect = Box::pin(InlineConn::connect(authority, connect_timeout));
+        let mut conn = match tokio::time::timeout_at(deadline, connect).await {
+            Ok(conn) => conn?,
+            Err(_) => return Err(SendError::Timeout),
+        };
+        match conn.request(method, target, headers, deadline).await {
             Ok(head) => Ok((head, conn)),
-            Err(e) => Err(SendError::Io(e.error)),
+            Err(e) => Err(SendError::after_connect(e.error)),
         }
     }
 

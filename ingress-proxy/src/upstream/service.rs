@@ -238,50 +238,61 @@ impl UpstreamService {
                 {
                     attempt.headers_mut().insert(http::header::HOST, v);
                 }
-                let send = async {
-                    if inline {
-                        let target = pq.as_ref().map_or("/", |p| p.as_str());
-                        ep.h1_pool()
-                            .send_inline(
-                                ep.authority(),
-                                self.timeouts.connect,
-                                attempt.method(),
-                                target,
-                                attempt.headers(),
-                            )
-                            .await
-                            .map(|(head, conn)| Sent::Inline(head, conn))
-                    } else if self.version == Version::HTTP_11 {
-                        // Our own pool: origin-form target, the connection held by the body.
-                        let mut req =
-                            std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
-                        *req.uri_mut() =
-                            pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
-                        // Boxed: this rarer path's state (hyper's handshake) would otherwise size
-                        // every request's future, copied at each level on the way down.
-                        Box::pin(
-                            ep.h1_pool()
-                                .send(ep.authority(), self.timeouts.connect, req),
+                let sent = if inline {
+                    // The connection's own timer bounds the wait (see `InlineConn::request`).
+                    let target = pq.as_ref().map_or("/", |p| p.as_str());
+                    ep.h1_pool()
+                        .send_inline(
+                            ep.authority(),
+                            self.timeouts.connect,
+                            tokio::time::Instant::now() + self.timeouts.response,
+                            attempt.method(),
+                            target,
+                            attempt.headers(),
                         )
                         .await
-                        .map(|(response, tx)| Sent::Hyper(response, Some(tx)))
-                    } else {
-                        let mut req =
-                            std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
-                        *req.uri_mut() = Self::upstream_uri(ep, pq.clone());
-                        self.client
-                            .request(req)
+                        .map(|(head, conn)| Sent::Inline(head, conn))
+                } else {
+                    let send = async {
+                        if self.version == Version::HTTP_11 {
+                            // Our own pool: origin-form target, the connection held by the body.
+                            let mut req =
+                                std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                            *req.uri_mut() =
+                                pq.clone().map_or_else(|| Uri::from_static("/"), Uri::from);
+                            // Boxed: this rarer path's state (hyper's handshake) would otherwise
+                            // size every request's future, copied at each level on the way down.
+                            Box::pin(
+                                ep.h1_pool()
+                                    .send(ep.authority(), self.timeouts.connect, req),
+                            )
                             .await
-                            .map(|response| Sent::Hyper(response, None))
-                            .map_err(SendError::Legacy)
-                    }
+                            .map(|(response, tx)| Sent::Hyper(response, Some(tx)))
+                        } else {
+                            let mut req =
+                                std::mem::replace(&mut attempt, Request::new(ProxyBody::empty()));
+                            *req.uri_mut() = Self::upstream_uri(ep, pq.clone());
+                            self.client
+                                .request(req)
+                                .await
+                                .map(|response| Sent::Hyper(response, None))
+                                .map_err(SendError::Legacy)
+                        }
+                    };
+                    tokio::time::timeout(self.timeouts.response, send)
+                        .await
+                        .unwrap_or(Err(SendError::Timeout))
                 };
-                match tokio::time::timeout(self.timeouts.response, send).await {
-                    Ok(Ok(sent)) => {
+                match sent {
+                    Ok(sent) => {
                         ep.passive().record_success();
                         return Ok(self.forwarded(sent, inflight));
                     }
-                    Ok(Err(err)) => {
+                    Err(SendError::Timeout) => {
+                        self.metrics.timeouts.inc();
+                        return Err(UpstreamFailure::Timeout);
+                    }
+                    Err(err) => {
                         let connect = err.is_connect();
                         if connect {
                             self.metrics.connect_errors.inc();
@@ -297,7 +308,7 @@ impl UpstreamService {
                                     "endpoint ejected after connect errors"
                                 );
                             }
-                        } else if client_body_failed(err.as_error()) {
+                        } else if err.as_error().is_some_and(client_body_failed) {
                             return Err(UpstreamFailure::ClientBody);
                         } else {
                             self.metrics.other_errors.inc();
@@ -321,10 +332,6 @@ impl UpstreamService {
                             continue;
                         }
                         return Err(UpstreamFailure::Unreachable);
-                    }
-                    Err(_) => {
-                        self.metrics.timeouts.inc();
-                        return Err(UpstreamFailure::Timeout);
                     }
                 }
             }
