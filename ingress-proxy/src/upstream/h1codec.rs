@@ -95,6 +95,8 @@ pub(crate) enum Framing {
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
+    /// The fields as received, except a `Connection` field holding only `close` and
+    /// `keep-alive` (consumed into [`ResponseHead::keep_alive`]).
     pub(crate) headers: HeaderMap,
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request after this response's body.
@@ -162,8 +164,9 @@ pub(crate) fn parse_response_head(
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
     let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let count = resp.headers.len();
-    for (slot, h) in fields.iter_mut().zip(resp.headers.iter()) {
+    let mut dropped = 0;
+    let mut free = fields.iter_mut();
+    for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_content_length(h.value)?;
@@ -176,22 +179,37 @@ pub(crate) fn parse_response_head(
             // Only the last coding decides (RFC 9112 §6.3 item 4).
             chunked = last_token(h.value).eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
+            let mut only_options = true;
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    if version == Version::HTTP_10 {
+                        close = false;
+                    }
+                } else if !token.is_empty() {
+                    only_options = false;
                 }
             }
+            if only_options {
+                // `Connection: keep-alive` / `close` (what most upstreams send) is fully
+                // consumed here, and the proxy would only strip it again as hop-by-hop; a
+                // value naming other headers stays, for that stripping to act on.
+                dropped += 1;
+                continue;
+            }
         }
-        *slot = (
-            offset(name),
-            name.len() as u32,
-            offset(h.value),
-            h.value.len() as u32,
-        );
+        if let Some(slot) = free.next() {
+            *slot = (
+                offset(name),
+                name.len() as u32,
+                offset(h.value),
+                h.value.len() as u32,
+            );
+        }
     }
+    let count = resp.headers.len() - dropped;
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
     for &(n, nl, v, vl) in &fields[..count] {

@@ -108,6 +108,30 @@ fn keep_alive_rules() {
 }
 
 #[test]
+fn connection_options_are_consumed_other_tokens_kept() {
+    let h =
+        head("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nx-a: 1\r\ncontent-length: 1\r\n\r\n");
+    assert!(h.keep_alive);
+    assert_eq!(h.headers.len(), 2, "{:?}", h.headers);
+    assert!(!h.headers.contains_key("connection"));
+    let h = head("HTTP/1.1 200 OK\r\nconnection: close, ,\r\ncontent-length: 1\r\n\r\n");
+    assert!(!h.keep_alive);
+    assert!(!h.headers.contains_key("connection"));
+    // A value naming a header stays, so hop-by-hop stripping removes that header too.
+    let h = head(
+        "HTTP/1.1 200 OK\r\nconnection: keep-alive\r\nConnection: x-hop, close\r\nx-hop: 1\r\ncontent-length: 1\r\n\r\n",
+    );
+    assert!(!h.keep_alive);
+    let kept: Vec<_> = h.headers.get_all("connection").iter().collect();
+    assert_eq!(kept, ["x-hop, close"]);
+    assert_eq!(h.headers["x-hop"], "1");
+    let h = head(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n",
+    );
+    assert_eq!(h.headers["connection"], "Upgrade");
+}
+
+#[test]
 fn content_length_values() {
     let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n");
     assert_eq!(h.framing, Framing::Length(5));
