@@ -2,6 +2,9 @@
 //!
 //! Values that depend only on the connection (client IP, scheme, port) are rendered once per
 //! connection into a [`ConnFacts`]; per request the header values are cheap `Bytes` clones.
+//! For a client that is not a trusted proxy, and a request the upstream HTTP/1.1 path sends
+//! itself, the fields are not put in the request's map at all: [`Forwarding::encode`] writes
+//! the per-connection lines, rendered once, straight into the request head.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -27,18 +30,102 @@ pub(crate) struct ConnFacts {
     pub(crate) proto: HeaderValue,
     /// The entrypoint's port.
     pub(crate) port: HeaderValue,
+    /// `X-Forwarded-For`, `-Proto` and `-Port` and `X-Real-IP` as header lines, for a peer
+    /// that is not a trusted proxy (whose own values are never kept).
+    wire: Box<[u8]>,
 }
 
 impl ConnFacts {
     pub(crate) fn new(peer: SocketAddr, local_port: u16, tls: bool, trusted: &[IpNet]) -> Self {
         let ip = canonical_ip(peer.ip());
+        let client_ip = render_ip(ip);
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        let port = HeaderValue::from(local_port);
+        let mut wire = Vec::with_capacity(128);
+        for (name, value) in [
+            (&X_FORWARDED_FOR, &client_ip),
+            (&X_FORWARDED_PROTO, &proto),
+            (&X_FORWARDED_PORT, &port),
+            (&X_REAL_IP, &client_ip),
+        ] {
+            push_field(&mut wire, name, value);
+        }
         Self {
-            client_ip: render_ip(ip),
             trusted: trusted.iter().any(|net| net.contains(&ip)),
-            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
-            port: HeaderValue::from(local_port),
+            client_ip,
+            proto,
+            port,
+            wire: wire.into_boxed_slice(),
         }
     }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The forwarding fields one request still needs, from a peer that is not a trusted proxy.
+/// Made by [`Forwarding::prepare`], which has removed whatever the client sent under those
+/// names; then either written straight into an HTTP/1.1 head ([`Forwarding::encode`])
+/// or, on every other path, set in the request's map ([`Forwarding::apply`]). Either way
+/// the upstream sees the same fields as from [`set_forwarded`].
+#[derive(Debug)]
+pub(crate) struct Forwarding<'a> {
+    facts: &'a ConnFacts,
+    host: Option<HeaderValue>,
+}
+
+impl<'a> Forwarding<'a> {
+    /// Prepares `headers` for the upstream. From a trusted proxy the fields are merged into
+    /// `headers` now ([`set_forwarded`]) and `None` is returned; otherwise the client's own
+    /// forwarding fields are removed (one pass over the names present, usually finding none)
+    /// and the fields still to add are returned.
+    pub(crate) fn prepare(
+        headers: &mut HeaderMap,
+        facts: &'a ConnFacts,
+        host: Option<HeaderValue>,
+    ) -> Option<Self> {
+        if facts.trusted {
+            set_forwarded(headers, facts, host);
+            return None;
+        }
+        if headers.keys().any(is_forwarding) {
+            for name in [
+                &X_FORWARDED_FOR,
+                &X_FORWARDED_PROTO,
+                &X_FORWARDED_HOST,
+                &X_FORWARDED_PORT,
+                &X_REAL_IP,
+            ] {
+                headers.remove(name);
+            }
+        }
+        Some(Self { facts, host })
+    }
+
+    /// Appends the fields as header lines (before the head's blank line).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.facts.wire);
+        if let Some(host) = &self.host {
+            push_field(out, &X_FORWARDED_HOST, host);
+        }
+    }
+
+    /// Sets the fields in `headers`.
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        set_forwarded(headers, self.facts, self.host);
+    }
+}
+
+fn is_forwarding(name: &HeaderName) -> bool {
+    name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_HOST
+        || name == X_FORWARDED_PORT
+        || name == X_REAL_IP
 }
 
 /// `::ffff:a.b.c.d` → `a.b.c.d`, so dual-stack listeners log and match IPv4 clients naturally.
@@ -277,6 +364,80 @@ mod tests {
         h.insert("te", HeaderValue::from_static("trailers"));
         remove_hop_by_hop(&mut h);
         assert!(h.contains_key("te"));
+    }
+
+    mod forwarding {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "X-Forwarded-Host",
+            "x-forwarded-port",
+            "X-Real-IP",
+            "Host",
+            "Accept",
+            "X-Other",
+        ];
+
+        /// A map's fields plus any written lines, as sorted `(name, value)` pairs.
+        fn fields(map: &HeaderMap, lines: &[u8]) -> Vec<(String, String)> {
+            let mut out: Vec<(String, String)> = map
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                .collect();
+            for line in std::str::from_utf8(lines).unwrap().split_terminator("\r\n") {
+                let (n, v) = line.split_once(": ").unwrap();
+                out.push((n.to_owned(), v.to_owned()));
+            }
+            out.sort();
+            out
+        }
+
+        proptest! {
+            /// Written into the head or set in the map, the upstream sees exactly what
+            /// `set_forwarded` alone gives, whatever forwarding fields the client sent.
+            #[test]
+            fn head_and_map_paths_match_set_forwarded(
+                sent in prop::collection::vec(
+                    (prop::sample::select(NAMES), "[a-z0-9.:, ]{0,12}"),
+                    0..8,
+                ),
+                host in prop::option::of("[a-z]{1,8}\\.test"),
+                trusted in any::<bool>(),
+                v6 in any::<bool>(),
+            ) {
+                let peer = if v6 { "2001:db8::7" } else { "192.0.2.7" };
+                let nets: &[&str] = if trusted { &["192.0.2.0/24", "2001:db8::/32"] } else { &[] };
+                let facts = facts(peer, nets);
+                let mut map = HeaderMap::new();
+                for (n, v) in &sent {
+                    map.append(
+                        HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        HeaderValue::from_str(v).unwrap(),
+                    );
+                }
+                let host = host.map(|h| HeaderValue::from_str(&h).unwrap());
+
+                let mut reference = map.clone();
+                set_forwarded(&mut reference, &facts, host.clone());
+                let want = fields(&reference, b"");
+
+                let mut written = map.clone();
+                let mut lines = Vec::new();
+                if let Some(f) = Forwarding::prepare(&mut written, &facts, host.clone()) {
+                    f.encode(&mut lines);
+                }
+                prop_assert_eq!(fields(&written, &lines), want.clone());
+
+                let mut applied = map;
+                if let Some(f) = Forwarding::prepare(&mut applied, &facts, host) {
+                    f.apply(&mut applied);
+                }
+                prop_assert_eq!(fields(&applied, b""), want);
+            }
+        }
     }
 
     mod hop_by_hop {

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use ingress_router::RequestView;
 
 use crate::body::ProxyBody;
-use crate::forwarded::{ConnFacts, remove_hop_by_hop, set_forwarded, upgrade_requested};
+use crate::forwarded::{ConnFacts, Forwarding, remove_hop_by_hop, upgrade_requested};
 use crate::respond;
 use crate::runtime::{RouteTarget, Runtime};
 use crate::server::Shared;
@@ -241,7 +241,7 @@ fn proxy<'a, B: Into<ProxyBody> + Send + 'static>(
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        {
+        let forwarding = {
             let headers = req.headers_mut();
             remove_hop_by_hop(headers);
             if let Some(h) = &host
@@ -249,14 +249,15 @@ fn proxy<'a, B: Into<ProxyBody> + Send + 'static>(
             {
                 headers.insert(HOST, h.clone());
             }
-            set_forwarded(headers, &conn.facts, host);
+            let forwarding = Forwarding::prepare(headers, &conn.facts, host);
             if let Some(up) = &upgrade {
                 headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(UPGRADE, up.clone());
             }
-        }
+            forwarding
+        };
         let req = req.map(Into::into);
-        match u.forward(req).await {
+        match u.forward(req, forwarding).await {
             Ok(fwd) => {
                 let mut response = fwd.response;
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {

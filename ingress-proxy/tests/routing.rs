@@ -102,6 +102,28 @@ respond = {{ status = 203, body = "static!" }}
     assert!(doc["headers"].get("x-private").is_none());
     assert!(doc["headers"].get("keep-alive").is_none());
 
+    // The same with a body (sent through hyper's client, the fields set in the map rather
+    // than written into the head): the same forwarding fields, the client's replaced.
+    let req = http::Request::post(format!("http://{addr}/api"))
+        .header("host", "example.test")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "evil.test")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"abc")))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["body_len"], 3);
+    let h = &doc["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "example.test");
+    assert_eq!(h["x-forwarded-port"], addr.port().to_string());
+
     // Admin: health, readiness, routes, metrics.
     let admin = proxy.admin_addr().unwrap();
     assert_eq!(get(&c, admin, "a", "/healthz").await.0, StatusCode::OK);
@@ -110,7 +132,7 @@ respond = {{ status = 203, body = "static!" }}
     assert_eq!(doc["routers"].as_array().unwrap().len(), 4);
     let (_, _, metrics) = get(&c, admin, "a", "/metrics").await;
     assert!(
-        metrics.contains(r#"fairway_requests_total{router="api",service="api",code="2xx"} 2"#),
+        metrics.contains(r#"fairway_requests_total{router="api",service="api",code="2xx"} 3"#),
         "{metrics}"
     );
     assert!(metrics.contains(r#"fairway_open_connections{entrypoint="web"}"#));

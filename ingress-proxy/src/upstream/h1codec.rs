@@ -15,6 +15,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
+use crate::forwarded::Forwarding;
+
 /// The most response headers accepted (hyper's default too).
 pub(crate) const MAX_HEADERS: usize = 100;
 /// The longest response head accepted (about hyper's default read-buffer limit).
@@ -49,20 +51,30 @@ impl std::fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// Writes `METHOD target HTTP/1.1`, the headers and the blank line into `out`. The caller
-/// has already removed hop-by-hop headers and set `Host`; a request without a body gets no
-/// framing header unless it carries one (e.g. `Content-Length: 0`).
-pub(crate) fn encode_request_head(
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    out: &mut Vec<u8>,
-) {
-    out.extend_from_slice(method.as_str().as_bytes());
+/// A request without a body as the inline path sends it. Borrowed, so a retry on another
+/// connection sends the same one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutgoingRequest<'a> {
+    pub(crate) method: &'a Method,
+    /// Origin form (`/path?query`).
+    pub(crate) target: &'a str,
+    /// Hop-by-hop headers already removed, `Host` set.
+    pub(crate) headers: &'a HeaderMap,
+    /// Forwarding fields not in `headers`, written after them.
+    pub(crate) forwarding: Option<&'a Forwarding<'a>>,
+}
+
+/// Writes `METHOD target HTTP/1.1`, the fields and the blank line into `out`. A request
+/// without a body gets no framing header unless it carries one (e.g. `Content-Length: 0`).
+pub(crate) fn encode_request_head(req: &OutgoingRequest<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(req.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(req.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    encode_fields(headers, out);
+    encode_fields(req.headers, out);
+    if let Some(f) = req.forwarding {
+        f.encode(out);
+    }
     out.extend_from_slice(b"\r\n");
 }
 

@@ -39,7 +39,13 @@ fn request_head_is_origin_form_with_every_header() {
     headers.append("accept", HeaderValue::from_static("a"));
     headers.append("accept", HeaderValue::from_static("b"));
     let mut out = Vec::new();
-    encode_request_head(&Method::GET, "/p?q=1", &headers, &mut out);
+    let req = OutgoingRequest {
+        method: &Method::GET,
+        target: "/p?q=1",
+        headers: &headers,
+        forwarding: None,
+    };
+    encode_request_head(&req, &mut out);
     let text = String::from_utf8(out.clone()).unwrap();
     assert!(text.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n"));

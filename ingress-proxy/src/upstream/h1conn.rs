@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::Response;
 use http::uri::Authority;
-use http::{HeaderMap, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,8 +23,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::endpoint::InflightGuard;
 use super::h1codec::{
-    BodyDecoder, CodecError, Decoded, Framing, MAX_HEAD, ResponseHead, head_may_end,
-    parse_response_head,
+    BodyDecoder, CodecError, Decoded, Framing, MAX_HEAD, OutgoingRequest, ResponseHead,
+    head_may_end, parse_response_head,
 };
 use super::h1pool::SendError;
 use crate::body::{BoxError, ProxyBody};
@@ -97,9 +97,7 @@ impl InlineConn {
     /// have reached the upstream.
     pub(crate) async fn request(
         &mut self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
+        req: &OutgoingRequest<'_>,
         deadline: Instant,
     ) -> Result<ResponseHead, ConnError> {
         self.deadline.as_mut().reset(deadline);
@@ -111,7 +109,7 @@ impl InlineConn {
         } = self;
         tokio::select! {
             biased;
-            r = exchange(io, read, write, method, target, headers) => r,
+            r = exchange(io, read, write, req) => r,
             () = timer.as_mut() => Err(ConnError {
                 error: std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -128,12 +126,10 @@ async fn exchange(
     io: &mut TcpStream,
     read: &mut BytesMut,
     write: &mut Vec<u8>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
+    req: &OutgoingRequest<'_>,
 ) -> Result<ResponseHead, ConnError> {
     write.clear();
-    super::h1codec::encode_request_head(method, target, headers, write);
+    super::h1codec::encode_request_head(req, write);
     if let Err(error) = io.write_all(write).await {
         return Err(ConnError {
             error,
@@ -150,7 +146,7 @@ async fn exchange(
         };
         received |= !read.is_empty();
         if !read.is_empty() && worth_parsing {
-            match parse_response_head(read, method) {
+            match parse_response_head(read, req.method) {
                 Ok(Some((head, _))) => {
                     scanned = None;
                     if head.status.is_informational()
@@ -347,6 +343,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use http::{HeaderMap, Method};
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
 
@@ -410,16 +407,15 @@ mod tests {
     ) -> Result<Response<ProxyBody>, SendError> {
         let mut headers = HeaderMap::new();
         headers.insert("host", http::HeaderValue::from_static("a.test"));
+        let req = OutgoingRequest {
+            method: &method,
+            target: "/",
+            headers: &headers,
+            forwarding: None,
+        };
         let (head, conn) = ep
             .h1_pool()
-            .send_inline(
-                ep.authority(),
-                Duration::from_secs(5),
-                deadline,
-                &method,
-                "/",
-                &headers,
-            )
+            .send_inline(ep.authority(), Duration::from_secs(5), deadline, &req)
             .await?;
         Ok(into_response(
             head,

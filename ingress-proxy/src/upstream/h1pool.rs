@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{HeaderMap, Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::endpoint::InflightGuard;
-use super::h1codec::ResponseHead;
+use super::h1codec::{OutgoingRequest, ResponseHead};
 use super::h1conn::InlineConn;
 use crate::body::ProxyBody;
 
@@ -231,16 +231,14 @@ impl H1Pool {
         authority: &Authority,
         connect_timeout: Duration,
         deadline: tokio::time::Instant,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
+        req: &OutgoingRequest<'_>,
     ) -> Result<(ResponseHead, InlineConn), SendError> {
-        let idempotent = super::service::is_idempotent(method);
+        let idempotent = super::service::is_idempotent(req.method);
         while let Some(mut conn) = self.inline.take() {
             if !conn.looks_alive() {
                 continue;
             }
-            match conn.request(method, target, headers, deadline).await {
+            match conn.request(req, deadline).await {
                 Ok(head) => return Ok((head, conn)),
                 Err(e) if e.nothing_received && idempotent => {
                     tracing::debug!(error = %e.error, "stale pooled upstream connection; retrying");
@@ -254,7 +252,7 @@ impl H1Pool {
             Ok(conn) => conn?,
             Err(_) => return Err(SendError::Timeout),
         };
-        match conn.request(method, target, headers, deadline).await {
+        match conn.request(req, deadline).await {
             Ok(head) => Ok((head, conn)),
             Err(e) => Err(SendError::after_connect(e.error)),
         }

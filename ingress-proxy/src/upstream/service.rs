@@ -13,12 +13,13 @@ use hyper::upgrade::OnUpgrade;
 use super::balancer::Balancer;
 use super::client::UpstreamClient;
 use super::endpoint::{Endpoint, InflightGuard};
-use super::h1codec::ResponseHead;
+use super::h1codec::{OutgoingRequest, ResponseHead};
 use super::h1conn::{InlineConn, into_response};
 use super::h1pool::{ResponseGuard, SendError};
 use crate::body::ProxyBody;
 use crate::clock::now_ms;
 use crate::config::{EndpointConfig, PassiveHealth, ServiceConfig, UpstreamTimeouts};
+use crate::forwarded::Forwarding;
 use crate::metrics::ServiceMetrics;
 
 /// What a service does with a request.
@@ -202,7 +203,8 @@ impl UpstreamService {
         Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
     }
 
-    /// Sends `attempt` (already carrying forwarded headers, hop-by-hop headers removed) to an
+    /// Sends `attempt` (hop-by-hop headers removed; forwarding fields either in it already or
+    /// in `forwarding`, see [`Forwarding`]) to an
     /// endpoint. An idempotent request without a body is retried once on another endpoint when
     /// the connection cannot be established (the request never left, so this is always safe).
     ///
@@ -210,10 +212,11 @@ impl UpstreamService {
     /// and this future is nested in every proxied request's; the request lives once, in the
     /// block.
     #[allow(clippy::manual_async_fn)] // the request once in the state, not twice
-    pub(crate) fn forward(
-        &self,
+    pub(crate) fn forward<'a>(
+        &'a self,
         mut attempt: Request<ProxyBody>,
-    ) -> impl Future<Output = Result<Forwarded, UpstreamFailure>> + Send + '_ {
+        forwarding: Option<Forwarding<'a>>,
+    ) -> impl Future<Output = Result<Forwarded, UpstreamFailure>> + Send + 'a {
         async move {
             let Some(mut inflight) = self.pick(None) else {
                 return Err(UpstreamFailure::Unreachable);
@@ -225,6 +228,15 @@ impl UpstreamService {
             let inline = self.version == Version::HTTP_11
                 && bodiless
                 && !attempt.headers().contains_key(http::header::UPGRADE);
+            // The inline path writes the forwarding fields straight into the request head;
+            // every other path takes them in the map.
+            let forwarding = match forwarding {
+                Some(f) if !inline => {
+                    f.apply(attempt.headers_mut());
+                    None
+                }
+                f => f,
+            };
             let can_retry = self.retry && bodiless && is_idempotent(attempt.method());
             // hyper's client consumes the request: keep what rebuilds it, only if a retry may come.
             let retry_parts: Option<(Method, HeaderMap)> = (can_retry && !inline)
@@ -240,15 +252,18 @@ impl UpstreamService {
                 }
                 let sent = if inline {
                     // The connection's own timer bounds the wait (see `InlineConn::request`).
-                    let target = pq.as_ref().map_or("/", |p| p.as_str());
+                    let req = OutgoingRequest {
+                        method: attempt.method(),
+                        target: pq.as_ref().map_or("/", |p| p.as_str()),
+                        headers: attempt.headers(),
+                        forwarding: forwarding.as_ref(),
+                    };
                     ep.h1_pool()
                         .send_inline(
                             ep.authority(),
                             self.timeouts.connect,
                             tokio::time::Instant::now() + self.timeouts.response,
-                            attempt.method(),
-                            target,
-                            attempt.headers(),
+                            &req,
                         )
                         .await
                         .map(|(head, conn)| Sent::Inline(head, conn))
