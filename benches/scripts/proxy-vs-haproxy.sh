@@ -47,14 +47,8 @@ NGINX_H1=$((BASE_PORT + 1)); NGINX_TLS=$((BASE_PORT + 2))
 HAPROXY_H1=$((BASE_PORT + 11)); HAPROXY_TLS=$((BASE_PORT + 12))
 FAIRWAY_H1=$((BASE_PORT + 21)); FAIRWAY_TLS=$((BASE_PORT + 22)); FAIRWAY_ADMIN=$((BASE_PORT + 23))
 
-WORK=$(mktemp -d /tmp/proxy-vs-haproxy.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
+bench_workdir proxy-vs-haproxy
 # 10k idle connections: raise the descriptor limit (root may raise the hard limit too).
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -64,35 +58,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 chmod 600 "$WORK/key.pem"
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 
-nginx_conf() { # $1 = dir, $2 = server blocks
-    mkdir -p "$1/logs" "$1/tmp"
-    cat > "$1/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/logs/error.log warn;
-events { worker_connections 32768; }
-http {
-  access_log off;
-  client_body_temp_path $1/tmp/body;
-  proxy_temp_path $1/tmp/proxy;
-  fastcgi_temp_path $1/tmp/fastcgi;
-  uwsgi_temp_path $1/tmp/uwsgi;
-  scgi_temp_path $1/tmp/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  client_header_timeout 300s;
-$2
-}
-CONF
-}
-
 nginx_conf "$WORK/backend" "
   server {
     listen 127.0.0.1:$BACKEND reuseport backlog=4096;
     location / { default_type text/plain; return 200 \"Hello, world\n\"; }
-  }"
+  }" "worker_rlimit_nofile 20000;"
 nginx_conf "$WORK/nginx" "
   upstream backend { server 127.0.0.1:$BACKEND; keepalive 64; }
   server {
@@ -106,7 +76,7 @@ nginx_conf "$WORK/nginx" "
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
     }
-  }"
+  }" "worker_rlimit_nofile 20000;"
 
 cat > "$WORK/haproxy.cfg" <<CONF
 global
@@ -151,13 +121,6 @@ idle_timeout = "300s"
 address = "127.0.0.1:$FAIRWAY_ADMIN"
 CONF
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "proxy-vs-haproxy: nothing listening on $1" >&2; exit 1
-}
 
 "${CLIENT_CPU[@]}" nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" & PIDS+=($!)
 wait_port "$BACKEND"

@@ -45,14 +45,8 @@ echo "building tls_hello (release)..." >&2
 cargo build --quiet --release -p tls-acceptor --example tls_hello --manifest-path "$ROOT/Cargo.toml"
 OURS_BIN="$CARGO_TARGET_DIR/release/examples/tls_hello"
 
-WORK=$(mktemp -d /tmp/tls-vs-nginx.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
+bench_workdir tls-vs-nginx
 
 # One ECDSA P-256 certificate for both servers.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -103,14 +97,6 @@ PIDS+=($!)
     --threads 1 --tickets 0 2>"$WORK/ours-full.log" &
 PIDS+=($!)
 
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "tls-vs-nginx: nothing listening on port $1" >&2
-    exit 1
-}
 # Worker pids: our example is one process; nginx's worker is the master's only child.
 OURS_KA_PID=${PIDS[1]}
 OURS_FULL_PID=${PIDS[2]}
