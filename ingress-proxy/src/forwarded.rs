@@ -31,7 +31,7 @@ pub(crate) struct ConnFacts {
     /// The entrypoint's port.
     pub(crate) port: HeaderValue,
     /// `X-Forwarded-For`, `-Proto` and `-Port` and `X-Real-IP` as header lines, for a peer
-    /// that is not a trusted proxy (whose own values are never kept).
+    /// that is not a trusted proxy (whose own values are never kept); empty for a trusted one.
     wire: Box<[u8]>,
 }
 
@@ -41,17 +41,21 @@ impl ConnFacts {
         let client_ip = render_ip(ip);
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         let port = HeaderValue::from(local_port);
-        let mut wire = Vec::with_capacity(128);
-        for (name, value) in [
-            (&X_FORWARDED_FOR, &client_ip),
-            (&X_FORWARDED_PROTO, &proto),
-            (&X_FORWARDED_PORT, &port),
-            (&X_REAL_IP, &client_ip),
-        ] {
-            push_field(&mut wire, name, value);
+        let trusted = trusted.iter().any(|net| net.contains(&ip));
+        let mut wire = Vec::new();
+        // A trusted proxy's requests always take the map path (their values are merged).
+        if !trusted {
+            for (name, value) in [
+                (&X_FORWARDED_FOR, &client_ip),
+                (&X_FORWARDED_PROTO, &proto),
+                (&X_FORWARDED_PORT, &port),
+                (&X_REAL_IP, &client_ip),
+            ] {
+                push_field(&mut wire, name, value);
+            }
         }
         Self {
-            trusted: trusted.iter().any(|net| net.contains(&ip)),
+            trusted,
             client_ip,
             proto,
             port,

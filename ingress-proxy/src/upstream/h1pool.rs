@@ -48,8 +48,9 @@ pub(crate) enum SendError {
 }
 
 impl SendError {
-    /// An inline connection's error once the connection is made: a missed deadline is
-    /// [`SendError::Timeout`], anything else [`SendError::Io`].
+    /// An inline connection's error once the connection is made: a missed deadline (and a
+    /// socket's own `ETIMEDOUT`, which means the same to the client: no answer in time) is
+    /// [`SendError::Timeout`], answered with 504; anything else [`SendError::Io`].
     fn after_connect(e: std::io::Error) -> Self {
         if e.kind() == std::io::ErrorKind::TimedOut {
             SendError::Timeout
