@@ -29,6 +29,7 @@
 
 mod admin;
 mod admin_api;
+mod batching;
 mod body;
 mod clock;
 pub mod config;

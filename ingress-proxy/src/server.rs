@@ -219,41 +219,96 @@ impl Supervisor<'_> {
     /// Polls `fut` to its end. On a drain or the idle timeout, `shut` is called once: it starts
     /// a graceful close and returns whether the future may be dropped at once (nothing in
     /// flight), in which case the result is `None`.
-    async fn run<F: Future>(
+    ///
+    /// The drain signal and the idle timer are polled with their own waker ([`Watchers`]) and
+    /// only after it fired: the connection's task is woken several times per request (socket
+    /// readiness, the write batching of [`crate::batching`]), and polling both watchers on each
+    /// wake-up cost more than the request's routing.
+    ///
+    /// Returns its future rather than being an `async fn`, which would hold `fut` twice in its
+    /// state (rust-lang/rust#62958): this state is most of every connection's task.
+    #[allow(clippy::manual_async_fn)] // `fut` once in the state, not twice
+    fn run<F: Future>(
         &mut self,
         fut: F,
         mut shut: impl FnMut(Pin<&mut F>) -> bool,
-    ) -> Option<F::Output> {
-        tokio::pin!(fut);
-        let mut closing = *self.drain.borrow();
-        if closing && shut(fut.as_mut()) {
-            return None;
-        }
-        loop {
-            tokio::select! {
-                out = fut.as_mut() => return Some(out),
-                _ = self.drain.changed(), if !closing => {
-                    closing = true;
-                    if shut(fut.as_mut()) {
-                        return None;
-                    }
+    ) -> impl Future<Output = Option<F::Output>> {
+        async move {
+            tokio::pin!(fut);
+            let mut closing = *self.drain.borrow();
+            if closing && shut(fut.as_mut()) {
+                return None;
+            }
+            let Supervisor {
+                drain,
+                idle,
+                activity,
+                idle_ms,
+            } = self;
+            let idle_ms = *idle_ms;
+            // Kept across polls: dropping it would drop its registration with the sender.
+            let changed = drain.changed();
+            tokio::pin!(changed);
+            let watchers = Arc::new(Watchers::default());
+            let watchers_waker = std::task::Waker::from(watchers.clone());
+            // Set: poll the watchers on the next wake-up (the first one registers them).
+            watchers.fired.store(true, Ordering::Relaxed);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(Some(out));
                 }
-                () = self.idle.as_mut(), if !closing => {
-                    let elapsed = now_ms().saturating_sub(self.activity.load(Ordering::Relaxed));
-                    if elapsed >= self.idle_ms {
-                        closing = true;
-                        if shut(fut.as_mut()) {
-                            return None;
-                        }
+                if closing {
+                    return Poll::Pending;
+                }
+                watchers.task.register(cx.waker());
+                if !watchers.fired.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
+                }
+                let mut wcx = Context::from_waker(&watchers_waker);
+                // A closed sender (the server is gone) counts as a drain.
+                let mut stop = changed.as_mut().poll(&mut wcx).is_ready();
+                while !stop && idle.as_mut().poll(&mut wcx).is_ready() {
+                    let elapsed = now_ms().saturating_sub(activity.load(Ordering::Relaxed));
+                    if elapsed >= idle_ms {
+                        stop = true;
                     } else {
-                        self.idle.as_mut().reset(
-                            tokio::time::Instant::now()
-                                + Duration::from_millis(self.idle_ms - elapsed),
+                        idle.as_mut().reset(
+                            tokio::time::Instant::now() + Duration::from_millis(idle_ms - elapsed),
                         );
                     }
                 }
-            }
+                if stop {
+                    closing = true;
+                    if shut(fut.as_mut()) {
+                        return Poll::Ready(None);
+                    }
+                    // The future finishes on its own now; poll it again at once in case the
+                    // close made progress possible.
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            })
+            .await
         }
+    }
+}
+
+/// The waker of a connection's drain signal and idle timer: notes that one of them fired and
+/// wakes the connection's task.
+#[derive(Default)]
+struct Watchers {
+    fired: AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for Watchers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 

@@ -279,3 +279,54 @@ async fn drain_closes_idle_connections_and_finishes_busy_ones() {
         assert!(closed.is_ok(), "connection closed by the drain");
     }
 }
+
+/// Reads until the proxy closes `s`; how long that took.
+async fn closed_after(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection was closed");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_connections_on_both_paths() {
+    let app = upstream("app").await;
+    let limits = "header_read_timeout = \"10s\"\nidle_timeout = \"500ms\"";
+    let proxy = start(&toml(&app.url(), limits)).await;
+    let addr = proxy.local_addr("web").unwrap();
+    // The inline path (a GET), and hyper's (a POST hands the connection over).
+    let requests: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for request in requests {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        let waited = closed_after(&mut s).await;
+        // Well before the 10 s header timeout; no earlier than the idle timeout allows.
+        assert!(
+            waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+            "closed after {waited:?}"
+        );
+    }
+    // Activity keeps a connection open past the idle timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..4 {
+        s.write_all(requests[0]).await.unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    s.write_all(requests[0]).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "open after 1.2 s of activity"
+    );
+    proxy.shutdown(Duration::from_secs(2)).await;
+}

@@ -2,7 +2,9 @@
 //! has an origin server send it; hyper's server did, so the inline path does too).
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::clock::unix_seconds;
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`: always 29 bytes.
 const LEN: usize = 29;
@@ -20,12 +22,11 @@ thread_local! {
 
 /// Calls `f` with the current `Date` value (IMF-fixdate).
 pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let second = unix_seconds();
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.second != second {
-            let text = httpdate::fmt_http_date(now);
+            let text = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(second));
             if text.len() == LEN {
                 cache.text.copy_from_slice(text.as_bytes());
                 cache.second = second;

@@ -16,7 +16,6 @@ use futures_util::FutureExt;
 use http::Response;
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::date::with_date;
 use super::h1codec::{
@@ -24,6 +23,7 @@ use super::h1codec::{
     encode_response_head, parse_request_head, plan_response, response_closes,
 };
 use crate::body::ProxyBody;
+use crate::clock::coarse_now;
 use crate::handler::{ConnCtx, handle};
 use crate::server::Shared;
 use crate::upstream::h1codec::head_may_end;
@@ -90,7 +90,7 @@ where
     loop {
         // The whole head must arrive within the header timeout, counted from when the loop
         // starts waiting for it (as in hyper: this also bounds a keep-alive wait).
-        deadline.as_mut().reset(Instant::now() + header_timeout);
+        deadline.as_mut().reset(coarse_now() + header_timeout);
         let mut scanned: Option<usize> = None;
         let InlineRequest {
             request,
@@ -158,6 +158,7 @@ async fn write_response<IO>(
 where
     IO: AsyncWrite + Unpin,
 {
+    crate::batching::end_of_turn().await;
     let (parts, body) = response.into_parts();
     let plan = plan_response(
         parts.status,

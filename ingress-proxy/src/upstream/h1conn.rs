@@ -130,6 +130,7 @@ async fn exchange(
 ) -> Result<ResponseHead, ConnError> {
     write.clear();
     super::h1codec::encode_request_head(req, write);
+    crate::batching::end_of_turn().await;
     if let Err(error) = io.write_all(write).await {
         return Err(ConnError {
             error,

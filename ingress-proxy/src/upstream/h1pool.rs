@@ -28,6 +28,7 @@ use super::endpoint::InflightGuard;
 use super::h1codec::{OutgoingRequest, ResponseHead};
 use super::h1conn::InlineConn;
 use crate::body::ProxyBody;
+use crate::clock::coarse_now;
 
 /// Idle connections kept per endpoint at most (as the legacy client's `pool_max_idle_per_host`).
 const MAX_IDLE: usize = 1024;
@@ -152,7 +153,7 @@ impl<C: Pooled> IdlePool<C> {
     }
 
     fn take(&self) -> Option<C> {
-        let now = Instant::now();
+        let now = coarse_now();
         let mut state = lock(&self.state);
         while let Some(c) = state.idle.pop() {
             if c.expires > now && !c.conn.is_closed() {
@@ -166,7 +167,7 @@ impl<C: Pooled> IdlePool<C> {
         if conn.is_closed() {
             return;
         }
-        let expires = Instant::now() + idle_timeout;
+        let expires = coarse_now() + idle_timeout;
         let start_reaper = {
             let mut state = lock(&self.state);
             if state.idle.len() >= MAX_IDLE {
@@ -302,7 +303,7 @@ async fn reap<C: Pooled>(state: Weak<Mutex<PoolState<C>>>) {
     loop {
         let next = {
             let Some(state) = state.upgrade() else { return };
-            let now = Instant::now();
+            let now = coarse_now();
             let mut s = lock(&state);
             s.idle.retain(|c| c.expires > now && !c.conn.is_closed());
             match s.idle.iter().map(|c| c.expires).min() {

@@ -17,7 +17,7 @@ use super::h1codec::{OutgoingRequest, ResponseHead};
 use super::h1conn::{InlineConn, into_response};
 use super::h1pool::{ResponseGuard, SendError};
 use crate::body::ProxyBody;
-use crate::clock::now_ms;
+use crate::clock::{coarse_now, now_ms};
 use crate::config::{EndpointConfig, PassiveHealth, ServiceConfig, UpstreamTimeouts};
 use crate::forwarded::Forwarding;
 use crate::metrics::ServiceMetrics;
@@ -262,7 +262,7 @@ impl UpstreamService {
                         .send_inline(
                             ep.authority(),
                             self.timeouts.connect,
-                            tokio::time::Instant::now() + self.timeouts.response,
+                            coarse_now() + self.timeouts.response,
                             &req,
                         )
                         .await
