@@ -69,16 +69,15 @@ pub(crate) fn handle<B: Into<ProxyBody> + Send + 'static>(
             return r;
         }
         let rt = shared.runtime.load_full();
-        // Only copied (and the clock read) when the access log is on.
+        let start = Instant::now();
+        // Only copied when the access log is on.
         let log_target = rt.access_log.then(|| {
             (
-                Instant::now(),
                 req.method().clone(),
                 host_of(&req).unwrap_or("").to_owned(),
                 req.uri().path().to_owned(),
             )
         });
-        let start = Instant::now();
         let (resp, target) = match route(&shared, &rt, &conn, req) {
             Routed::Answered(resp) => (resp, None),
             Routed::Forward(via, req) => {
@@ -101,7 +100,7 @@ pub(crate) fn handle<B: Into<ProxyBody> + Send + 'static>(
                 }
             }
         };
-        if let Some((start, method, host, path)) = log_target {
+        if let Some((method, host, path)) = log_target {
             tracing::info!(
                 target: "fairway::access",
                 client = %conn.client_ip,
@@ -120,7 +119,7 @@ pub(crate) fn handle<B: Into<ProxyBody> + Send + 'static>(
 
 /// Where a request goes once routed.
 enum Routed<B> {
-    /// Answered here: 404, a redirect, an ACME key authorization, a smuggling refusal.
+    /// Answered here: 404, a redirect, an ACME key authorization.
     Answered(Response<ProxyBody>),
     /// To a service.
     Forward(Via, Request<B>),
